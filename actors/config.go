@@ -1,0 +1,211 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// MailboxKind selects a protoactor-go mailbox implementation.
+type MailboxKind string
+
+// The mailbox kinds.
+const (
+	// MailboxUnbounded is a mutex-guarded unbounded queue.
+	MailboxUnbounded MailboxKind = "unbounded"
+	// MailboxUnboundedLockfree is a lock-free unbounded MPSC queue.
+	MailboxUnboundedLockfree MailboxKind = "unbounded-lockfree"
+	// MailboxBounded is a ring buffer of Size slots (rounded up to a power
+	// of two, preallocated at about 28 B a slot). When it is full, senders
+	// busy-spin until a slot frees: it is flow control, not loss.
+	MailboxBounded MailboxKind = "bounded"
+)
+
+// Mailbox is the mailbox of one actor kind.
+type Mailbox struct {
+	// Kind is the implementation; empty means the kind's default.
+	Kind MailboxKind
+	// Size is the capacity of a bounded mailbox; ignored otherwise. Zero
+	// means 1024 for a bounded mailbox.
+	Size int
+}
+
+// Mailboxes holds the mailbox of each actor kind.
+type Mailboxes struct {
+	Directory Mailbox
+	Listener  Mailbox
+	Pending   Mailbox
+	Pair      Mailbox
+}
+
+// DefaultMailboxes are the defaults, chosen from the mailbox sweep recorded
+// in docs/TUNING.md: the directory sees every dial and callback, so it
+// takes the lock-free queue; the other kinds see a handful of messages in
+// their lives, where the plain unbounded queue allocates least.
+var DefaultMailboxes = Mailboxes{
+	Directory: Mailbox{Kind: MailboxUnboundedLockfree},
+	Listener:  Mailbox{Kind: MailboxUnbounded},
+	Pending:   Mailbox{Kind: MailboxUnbounded},
+	Pair:      Mailbox{Kind: MailboxUnbounded},
+}
+
+const maxBoundedMailbox = 1 << 20
+
+// ParseMailbox parses the flag form of a mailbox: "unbounded",
+// "unbounded-lockfree", "bounded" or "bounded:SIZE".
+func ParseMailbox(s string) (Mailbox, error) {
+	var m Mailbox
+	kind, size, hasSize := cut(s, ':')
+	m.Kind = MailboxKind(kind)
+	if hasSize {
+		if _, err := fmt.Sscanf(size, "%d", &m.Size); err != nil {
+			return Mailbox{}, fmt.Errorf("actors: mailbox %q: bad size", s)
+		}
+	}
+	return m, m.validate()
+}
+
+func cut(s string, sep byte) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// String returns the flag form of m.
+func (m Mailbox) String() string {
+	if m.Kind == MailboxBounded && m.Size > 0 {
+		return fmt.Sprintf("%s:%d", m.Kind, m.Size)
+	}
+	return string(m.Kind)
+}
+
+func (m Mailbox) validate() error {
+	switch m.Kind {
+	case "", MailboxUnbounded, MailboxUnboundedLockfree:
+		if m.Size != 0 {
+			return fmt.Errorf("actors: mailbox %q takes no size", m.Kind)
+		}
+	case MailboxBounded:
+		if m.Size < 0 || m.Size > maxBoundedMailbox {
+			return fmt.Errorf("actors: bounded mailbox size %d out of range [1, %d]", m.Size, maxBoundedMailbox)
+		}
+	default:
+		return fmt.Errorf("actors: unknown mailbox kind %q (want unbounded, unbounded-lockfree or bounded)", m.Kind)
+	}
+	return nil
+}
+
+func (m Mailbox) withDefault(d Mailbox) Mailbox {
+	if m.Kind == "" {
+		return d
+	}
+	if m.Kind == MailboxBounded && m.Size == 0 {
+		m.Size = 1024
+	}
+	return m
+}
+
+func (m Mailbox) producer(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
+	switch m.Kind {
+	case MailboxBounded:
+		return actor.Bounded(m.Size, mw...)
+	case MailboxUnboundedLockfree:
+		return actor.UnboundedLockfree(mw...)
+	default:
+		return actor.Unbounded(mw...)
+	}
+}
+
+// Config configures an Engine. The zero value is ready to use.
+type Config struct {
+	// Logger receives the engine's logs and the actor system's own, the
+	// latter at warn and above. Nil discards.
+	Logger *slog.Logger
+	// NodeID names this relay in ready events. Empty means a random id.
+	NodeID string
+	// Mailboxes sets each actor kind's mailbox. Zero fields take
+	// DefaultMailboxes.
+	Mailboxes Mailboxes
+	// EventQueue is the number of SSE events a registration may have queued
+	// and unwritten. A dial that finds it full is refused with 503.
+	// Default 64.
+	EventQueue int
+	// CallbackTimeout is how long a dial waits for the server's callback
+	// before it is answered 504. Default 10s.
+	CallbackTimeout time.Duration
+	// MaxPendingPerName bounds the dials waiting on one registration.
+	// Default 1024.
+	MaxPendingPerName int
+	// Tombstones is the number of used tokens remembered so that replays
+	// get 410 rather than 404. Default 65536.
+	Tombstones int
+	// CopyBuffer is the size of the pooled copy buffer used when a pair
+	// cannot splice. Default 32 KiB.
+	CopyBuffer int
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.NodeID == "" {
+		c.NodeID = "relay-" + newID()[:8]
+	}
+	c.Mailboxes.Directory = c.Mailboxes.Directory.withDefault(DefaultMailboxes.Directory)
+	c.Mailboxes.Listener = c.Mailboxes.Listener.withDefault(DefaultMailboxes.Listener)
+	c.Mailboxes.Pending = c.Mailboxes.Pending.withDefault(DefaultMailboxes.Pending)
+	c.Mailboxes.Pair = c.Mailboxes.Pair.withDefault(DefaultMailboxes.Pair)
+	if c.EventQueue == 0 {
+		c.EventQueue = 64
+	}
+	if c.CallbackTimeout == 0 {
+		c.CallbackTimeout = 10 * time.Second
+	}
+	if c.MaxPendingPerName == 0 {
+		c.MaxPendingPerName = 1024
+	}
+	if c.Tombstones == 0 {
+		c.Tombstones = 1 << 16
+	}
+	if c.CopyBuffer == 0 {
+		c.CopyBuffer = 32 << 10
+	}
+}
+
+// Validate reports the first nonsensical field of c.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, k := range []struct {
+		kind string
+		m    Mailbox
+	}{
+		{"directory", c.Mailboxes.Directory}, {"listener", c.Mailboxes.Listener},
+		{"pending", c.Mailboxes.Pending}, {"pair", c.Mailboxes.Pair},
+	} {
+		if err := k.m.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("mailbox.%s: %w", k.kind, err))
+		}
+	}
+	if c.EventQueue < 0 || c.EventQueue > 1<<16 {
+		errs = append(errs, fmt.Errorf("actors: EventQueue %d out of range [1, 65536]", c.EventQueue))
+	}
+	if c.CallbackTimeout < 0 {
+		errs = append(errs, fmt.Errorf("actors: CallbackTimeout %v is negative", c.CallbackTimeout))
+	}
+	if c.MaxPendingPerName < 0 {
+		errs = append(errs, fmt.Errorf("actors: MaxPendingPerName %d is negative", c.MaxPendingPerName))
+	}
+	if c.Tombstones < 0 {
+		errs = append(errs, fmt.Errorf("actors: Tombstones %d is negative", c.Tombstones))
+	}
+	if c.CopyBuffer < 0 || (c.CopyBuffer > 0 && c.CopyBuffer < 512) || c.CopyBuffer > 4<<20 {
+		errs = append(errs, fmt.Errorf("actors: CopyBuffer %d out of range [512, 4 MiB]", c.CopyBuffer))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,138 @@
+package actors
+
+import (
+	"log/slog"
+
+	"github.com/asynkron/protoactor-go/actor"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// directory maps names to listener actors and connect tokens to the
+// listener that issued them. Only Receive touches its fields.
+type directory struct {
+	engine *Engine
+
+	names      map[string]*actor.PID
+	namesByPID map[string]string // listener PID id → name
+	tokens     map[wire.Token]*actor.PID
+	tombstones *lru.Cache[wire.Token, struct{}]
+	draining   bool
+}
+
+func newDirectory(e *Engine) *directory {
+	tomb, err := lru.New[wire.Token, struct{}](e.cfg.Tombstones)
+	if err != nil { // only for a size <= 0, which setDefaults rules out
+		panic(err)
+	}
+	return &directory{
+		engine:     e,
+		names:      make(map[string]*actor.PID),
+		namesByPID: make(map[string]string),
+		tokens:     make(map[wire.Token]*actor.PID),
+		tombstones: tomb,
+	}
+}
+
+func (d *directory) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		d.engine.stats.started(kindDirectory)
+	case *actor.Stopped:
+		d.engine.stats.stopped(kindDirectory)
+	case *registerMsg:
+		d.register(ctx, m)
+	case *unregisterMsg:
+		d.unregister(ctx, m.listener)
+	case *dialMsg:
+		d.dial(ctx, m)
+	case *callbackMsg:
+		d.callback(ctx, m)
+	case *tokenDoneMsg:
+		delete(d.tokens, m.token)
+		d.tombstones.Add(m.token, struct{}{})
+	case *drainMsg:
+		d.draining = true
+		for _, pid := range d.names {
+			ctx.Send(pid, m)
+		}
+	case *actor.Terminated:
+		if name, ok := d.namesByPID[m.Who.Id]; ok {
+			delete(d.namesByPID, m.Who.Id)
+			if pid := d.names[name]; pid != nil && pid.Id == m.Who.Id {
+				delete(d.names, name)
+			}
+		}
+	}
+}
+
+func (d *directory) register(ctx actor.Context, m *registerMsg) {
+	if d.draining {
+		m.reply <- registerReply{err: refuseDraining}
+		return
+	}
+	if _, taken := d.names[m.name]; taken {
+		m.reply <- registerReply{err: refuseNameTaken}
+		return
+	}
+	reg := newRegistration(d.engine, m.name, m.clientAddr)
+	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
+		actor.WithMailbox(d.engine.cfg.Mailboxes.Listener.producer(d.engine.stats.mailbox(kindListener))),
+		actor.WithSupervisor(stopOnPanic))
+	pid := ctx.Spawn(props)
+	reg.pid = pid
+	d.names[m.name] = pid
+	d.namesByPID[pid.Id] = m.name
+	d.engine.log.Info("registered", slog.String("name", m.name), slog.String("remote", m.clientAddr))
+	m.reply <- registerReply{reg: reg}
+}
+
+func (d *directory) unregister(ctx actor.Context, pid *actor.PID) {
+	name, ok := d.namesByPID[pid.Id]
+	if !ok {
+		return
+	}
+	if cur := d.names[name]; cur != nil && cur.Id == pid.Id {
+		delete(d.names, name)
+		d.engine.log.Info("unregistered", slog.String("name", name))
+	}
+	// Poison, not Stop: callbacks already queued at the listener are
+	// answered before it stops.
+	ctx.Poison(pid)
+}
+
+func (d *directory) dial(ctx actor.Context, m *dialMsg) {
+	if d.draining {
+		m.reply <- dialReply{err: refuseDraining}
+		return
+	}
+	pid := d.names[m.name]
+	if pid == nil {
+		m.reply <- dialReply{err: refuseUnknownName}
+		return
+	}
+	m.token = wire.NewToken()
+	d.tokens[m.token] = pid
+	ctx.Send(pid, m)
+}
+
+func (d *directory) callback(ctx actor.Context, m *callbackMsg) {
+	pid := d.tokens[m.token]
+	if pid == nil {
+		if d.tombstones.Contains(m.token) {
+			m.reply <- callbackReply{err: refuseUsedToken}
+		} else {
+			m.reply <- callbackReply{err: refuseUnknownToken}
+		}
+		return
+	}
+	ctx.Send(pid, m)
+}
+
+// stopOnPanic stops a failing actor instead of restarting it: a restarted
+// actor would lose the state it owns (its pending dials, its pair), and its
+// Stopping handler is what answers the requests that wait on it.
+var stopOnPanic = actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
+	return actor.StopDirective
+})

@@ -1,0 +1,250 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// Engine is the relay engine: an actor system with one directory. Its
+// methods are what the HTTP handlers call; each sends one message and waits,
+// bounded, for the reply. They never block on another peer.
+type Engine struct {
+	cfg        Config
+	log        *slog.Logger
+	system     *actor.ActorSystem
+	root       *actor.RootContext
+	directory  *actor.PID
+	stats      stats
+	replyBound time.Duration // the longest wait for an actor's reply
+	closed     atomic.Bool
+
+	wg sync.WaitGroup // copy goroutines
+
+	mu       sync.Mutex // guards the following
+	pairs    map[*pair]struct{}
+	pairings map[*Pairing]struct{} // matched, waiting for both offers
+	stopped  bool                  // set by Close under mu: no new pairs
+}
+
+// NewEngine starts an engine. cfg is copied; its zero fields take defaults.
+func NewEngine(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	e := &Engine{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		replyBound: 5 * time.Second,
+		pairs:      make(map[*pair]struct{}),
+		pairings:   make(map[*Pairing]struct{}),
+	}
+	actorLog := slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+	e.system = actor.NewActorSystemWithConfig(actor.Configure(
+		func(c *actor.Config) { c.LoggerFactory = func(*actor.ActorSystem) *slog.Logger { return actorLog } },
+		actor.WithDeadLetterRequestLogging(false),
+	))
+	e.root = e.system.Root
+	e.directory = e.root.Spawn(actor.PropsFromProducer(
+		func() actor.Actor { return newDirectory(e) },
+		actor.WithMailbox(cfg.Mailboxes.Directory.producer(e.stats.mailbox(kindDirectory))),
+		actor.WithSupervisor(stopOnPanic),
+		actor.WithGuardian(stopOnPanic),
+	))
+	return e, nil
+}
+
+// NodeID returns the node id announced in ready events.
+func (e *Engine) NodeID() string { return e.cfg.NodeID }
+
+// Config returns the engine's configuration with defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Stats returns a snapshot of the engine's counters.
+func (e *Engine) Stats() Stats { return e.stats.snapshot() }
+
+func (e *Engine) send(pid *actor.PID, msg any) {
+	if pid != nil {
+		e.root.Send(pid, msg)
+	}
+}
+
+// await waits for an actor's reply, for at most replyBound or until ctx
+// ends. Replies travel on channels of capacity 1, so an abandoned reply
+// never blocks its actor.
+func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
+	t := time.NewTimer(e.replyBound)
+	defer t.Stop()
+	var zero R
+	select {
+	case r := <-reply:
+		return r, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	case <-t.C:
+		return zero, refuseBusy
+	}
+}
+
+// Register registers name for a server at clientAddr. It fails with a
+// *Refusal: 409 if the name is live, 503 if the engine drains.
+func (e *Engine) Register(ctx context.Context, name, clientAddr string) (*Registration, error) {
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	reply := make(chan registerReply, 1)
+	e.send(e.directory, &registerMsg{name: name, clientAddr: clientAddr, reply: reply})
+	r, err := await(ctx, e, reply)
+	if err != nil {
+		return nil, err
+	}
+	return r.reg, r.err
+}
+
+// Dial asks the server registered as name for a connection. On success the
+// server has been sent a connect event and the PendingDial's Wait returns
+// the outcome. It fails with a *Refusal: 404 unknown name, 503 queue full or
+// draining.
+func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) (*PendingDial, error) {
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	reply := make(chan dialReply, 1)
+	e.send(e.directory, &dialMsg{name: name, clientName: clientName, clientAddr: clientAddr, reply: reply})
+	r, err := await(ctx, e, reply)
+	if err != nil {
+		return nil, err
+	}
+	return r.pending, r.err
+}
+
+// Callback presents a connect token with the presenting registration's id.
+// On success the caller joins the returned Pairing as the Server side. It
+// fails with a *Refusal: 404 unknown token, 410 used or expired, 403
+// another registration's token.
+func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (*Pairing, error) {
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	reply := make(chan callbackReply, 1)
+	e.send(e.directory, &callbackMsg{token: token, registration: registration, reply: reply})
+	r, err := await(ctx, e, reply)
+	if err != nil {
+		return nil, err
+	}
+	return r.pairing, r.err
+}
+
+// Drain refuses new registrations and dials with 503 and queues a drain
+// event on every registration's stream.
+func (e *Engine) Drain(reason string) {
+	e.send(e.directory, &drainMsg{reason: reason})
+}
+
+// LivePairs returns the number of pairs still copying.
+func (e *Engine) LivePairs() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.pairs)
+}
+
+// AbortPairs cuts every live pair. It does not wait.
+func (e *Engine) AbortPairs() {
+	e.mu.Lock()
+	for pa := range e.pairs {
+		pa.abort()
+	}
+	e.mu.Unlock()
+}
+
+// trackPair records a pair about to start. It reports false once Close has
+// begun, and the caller must close the conns itself.
+func (e *Engine) trackPair(pa *pair) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stopped {
+		return false
+	}
+	e.pairs[pa] = struct{}{}
+	return true
+}
+
+func (e *Engine) trackPairing(p *Pairing, add bool) {
+	e.mu.Lock()
+	if add {
+		e.pairings[p] = struct{}{}
+	} else {
+		delete(e.pairings, p)
+	}
+	e.mu.Unlock()
+}
+
+func (e *Engine) untrackPair(pa *pair) {
+	e.mu.Lock()
+	delete(e.pairs, pa)
+	e.mu.Unlock()
+}
+
+// Close stops every actor, cuts every pair and waits for the copy
+// goroutines. Pending dials are answered 502 and registrations' Done
+// channels close. It is safe to call twice.
+func (e *Engine) Close() error {
+	if !e.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	if err := e.root.StopFuture(e.directory).Wait(); err != nil {
+		e.log.Warn("engine: stop directory", slog.Any("err", err))
+	}
+	e.mu.Lock()
+	pairings := make([]*Pairing, 0, len(e.pairings))
+	for p := range e.pairings {
+		pairings = append(pairings, p)
+	}
+	for pa := range e.pairs {
+		pa.abort()
+	}
+	e.mu.Unlock()
+	for _, p := range pairings {
+		p.fail()
+	}
+	// The pumps close their conns when they return; the pair actors stop
+	// themselves once both pumps have reported.
+	e.wg.Wait()
+	e.system.Shutdown()
+	return nil
+}
+
+// newID returns 16 random hex digits.
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// minLevel drops records below a level; it routes the actor system's own
+// logs to the node's logger at warn and above.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }

@@ -1,0 +1,119 @@
+package actors
+
+import (
+	"crypto/subtle"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// listener is the actor of one registration. It owns the registration's
+// event queue (as its only writer) and its pending children.
+type listener struct {
+	engine  *Engine
+	reg     *Registration
+	pending map[wire.Token]*actor.PID
+	closed  bool // done is closed
+}
+
+func newListener(e *Engine, reg *Registration) *listener {
+	return &listener{engine: e, reg: reg, pending: make(map[wire.Token]*actor.PID)}
+}
+
+func (l *listener) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		l.engine.stats.started(kindListener)
+	case *dialMsg:
+		l.dial(ctx, m)
+	case *callbackMsg:
+		l.callback(ctx, m)
+	case *pendingDoneMsg:
+		if pid := l.pending[m.token]; pid != nil {
+			delete(l.pending, m.token)
+			ctx.Poison(pid)
+		}
+	case *drainMsg:
+		l.enqueue(Event{Type: wire.EventDrain, Drain: wire.DrainEvent{Reason: m.reason}})
+	case *actor.Stopping:
+		if !l.closed {
+			l.closed = true
+			close(l.reg.done)
+		}
+	case *actor.Stopped:
+		l.engine.stats.stopped(kindListener)
+	}
+}
+
+func (l *listener) dial(ctx actor.Context, m *dialMsg) {
+	refuse := func(err error) {
+		ctx.Send(l.engine.directory, &tokenDoneMsg{token: m.token})
+		m.reply <- dialReply{err: err}
+	}
+	if len(l.pending) >= l.engine.cfg.MaxPendingPerName {
+		refuse(refuseTooManyPending)
+		return
+	}
+	// The listener is the queue's only writer, so room now is room at the
+	// send below.
+	if len(l.reg.events) == cap(l.reg.events) {
+		l.engine.stats.queueFull.Add(1)
+		refuse(refuseQueueFull)
+		return
+	}
+	deadline := time.Now().Add(l.engine.cfg.CallbackTimeout)
+	pd := &PendingDial{Token: m.token, Deadline: deadline, outcome: make(chan Outcome, 1)}
+	p := &pending{
+		engine:       l.engine,
+		token:        m.token,
+		listener:     ctx.Self(),
+		registration: l.reg,
+		clientName:   m.clientName,
+		clientAddr:   m.clientAddr,
+		deadline:     deadline,
+		outcome:      pd.outcome,
+	}
+	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return p },
+		actor.WithMailbox(l.engine.cfg.Mailboxes.Pending.producer(l.engine.stats.mailbox(kindPending)))))
+	pd.pid = pid
+	pd.engine = l.engine
+	l.pending[m.token] = pid
+	tok := m.token.String()
+	l.enqueue(Event{Type: wire.EventConnect, Connect: wire.ConnectEvent{
+		Token:             tok,
+		Client:            m.clientName,
+		ClientAddr:        m.clientAddr,
+		Callback:          wire.PathAccept + tok,
+		DeadlineUnixMilli: deadline.UnixMilli(),
+	}})
+	m.reply <- dialReply{pending: pd}
+}
+
+func (l *listener) callback(ctx actor.Context, m *callbackMsg) {
+	pid := l.pending[m.token]
+	if pid == nil {
+		m.reply <- callbackReply{err: refuseUsedToken}
+		return
+	}
+	if subtle.ConstantTimeCompare(m.registration[:], l.reg.ID[:]) != 1 {
+		// Refused without spending the token: the genuine callback may
+		// still come.
+		l.engine.stats.foreignToken.Add(1)
+		m.reply <- callbackReply{err: refuseForeignToken}
+		return
+	}
+	ctx.Send(pid, m)
+}
+
+// enqueue adds an event without blocking. It reports false if the queue is
+// full, which dial rules out beforehand for connect events.
+func (l *listener) enqueue(ev Event) bool {
+	select {
+	case l.reg.events <- ev:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,104 @@
+package actors
+
+import (
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Directions of a pair's copies.
+const (
+	toServer = 0 // client → server
+	toClient = 1 // server → client
+)
+
+// pair is the actor of one spliced connection. It owns the two copy
+// goroutines; they report to it when they end.
+type pair struct {
+	engine  *Engine
+	pairing *Pairing
+	client  net.Conn
+	server  net.Conn
+
+	finished atomic.Int32 // copy goroutines done; the second closes both conns
+
+	// Owned by Receive.
+	bytes   [2]int64
+	done    int
+	started time.Time
+}
+
+func (e *Engine) startPair(p *Pairing) {
+	pa := &pair{engine: e, pairing: p, client: p.conns[Client], server: p.conns[Server]}
+	if !e.trackPair(pa) {
+		pa.client.Close()
+		pa.server.Close()
+		return
+	}
+	e.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa },
+		actor.WithMailbox(e.cfg.Mailboxes.Pair.producer(e.stats.mailbox(kindPair))),
+		actor.WithGuardian(stopOnPanic)))
+}
+
+func (pa *pair) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		pa.engine.stats.started(kindPair)
+		pa.started = time.Now()
+		p := pa.pairing
+		pa.engine.stats.spliced.Add(1)
+		pa.engine.stats.spliceLatency(time.Since(p.created))
+		self := ctx.Self()
+		pa.engine.wg.Add(2)
+		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
+		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
+	case *copyDoneMsg:
+		pa.bytes[m.dir] = m.n
+		pa.done++
+		if pa.done == 2 {
+			ctx.Stop(ctx.Self())
+		}
+	case *actor.Stopping:
+		// Engine shutdown, or both copies are done: either way nothing
+		// may keep a copy running.
+		pa.abort()
+	case *actor.Stopped:
+		pa.engine.untrackPair(pa)
+		pa.engine.stats.stopped(kindPair)
+		pa.engine.log.Debug("pair closed", slog.String("name", pa.pairing.Name),
+			slog.Int64("to_server", pa.bytes[toServer]), slog.Int64("to_client", pa.bytes[toClient]),
+			slog.Duration("duration", time.Since(pa.started)))
+	}
+}
+
+// pump runs one direction. A clean end half-closes the destination and
+// leaves the other direction running; an error aborts both. The second
+// pump to finish closes both conns.
+func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
+	defer pa.engine.wg.Done()
+	n, err := copyStream(dst, src, head, pa.engine.cfg.CopyBuffer)
+	pa.engine.stats.bytes[dir].Add(n)
+	if err == nil {
+		if cwErr := closeWrite(dst); cwErr != nil {
+			pa.abort()
+		}
+	} else {
+		pa.abort()
+	}
+	if pa.finished.Add(1) == 2 {
+		pa.client.Close()
+		pa.server.Close()
+	}
+	pa.engine.root.Send(self, &copyDoneMsg{dir: dir, n: n, err: err})
+}
+
+// abort makes both copies return at once, without closing anything: the
+// pumps close the conns when both have returned. It never blocks.
+func (pa *pair) abort() {
+	past := time.Unix(1, 0)
+	pa.client.SetDeadline(past)
+	pa.server.SetDeadline(past)
+}

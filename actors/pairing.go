@@ -1,0 +1,103 @@
+package actors
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Side names one end of a pairing.
+type Side int
+
+// The two sides of a pairing.
+const (
+	// Client is the dialing client's side.
+	Client Side = iota
+	// Server is the registered server's callback side.
+	Server
+)
+
+// Pairing is the rendezvous of a matched dial and callback. Each side's
+// HTTP handler hijacks its connection, writes its 101, and offers the
+// connection here; the second offer starts the pair actor. A connection
+// offered to a pairing belongs to the pairing from then on: if the other
+// side never arrives, or aborts, the pairing closes it.
+type Pairing struct {
+	// Name is the registered name.
+	Name string
+	// ClientName and ClientAddr describe the dialing client.
+	ClientName string
+	ClientAddr string
+
+	engine  *Engine
+	created time.Time
+
+	mu     sync.Mutex // guards the following
+	conns  [2]net.Conn
+	heads  [2][]byte // bytes read with each side's request, forwarded first
+	offers int
+	closed bool
+	timer  *time.Timer
+}
+
+func newPairing(e *Engine, name, clientName, clientAddr string) *Pairing {
+	p := &Pairing{Name: name, ClientName: clientName, ClientAddr: clientAddr, engine: e, created: time.Now()}
+	e.trackPairing(p, true)
+	p.timer = time.AfterFunc(e.cfg.CallbackTimeout, p.expire)
+	return p
+}
+
+// Offer hands side's connection to the pairing, with any bytes already
+// read from it (head). It reports whether the pairing took it; if not, the
+// pairing has closed conn.
+func (p *Pairing) Offer(side Side, conn net.Conn, head []byte) bool {
+	p.mu.Lock()
+	if p.closed || p.conns[side] != nil {
+		p.mu.Unlock()
+		conn.Close()
+		return false
+	}
+	p.conns[side] = conn
+	p.heads[side] = head
+	p.offers++
+	complete := p.offers == 2
+	if complete {
+		p.timer.Stop()
+		p.closed = true // no more offers; the pair actor owns the conns now
+	}
+	p.mu.Unlock()
+	if complete {
+		p.engine.trackPairing(p, false)
+		p.engine.startPair(p)
+	}
+	return true
+}
+
+// Abort reports that side will never offer: its handler failed before it
+// had a connection to give. The other side's connection, if offered, is
+// closed.
+func (p *Pairing) Abort(side Side) {
+	p.fail()
+}
+
+func (p *Pairing) expire() { p.fail() }
+
+func (p *Pairing) fail() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.timer.Stop()
+	conns := p.conns
+	p.conns = [2]net.Conn{}
+	p.mu.Unlock()
+	p.engine.trackPairing(p, false)
+	p.engine.stats.pairingsFailed.Add(1)
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}

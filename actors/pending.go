@@ -1,0 +1,116 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// Outcome is the single answer to a pending dial: a Pairing to join, or a
+// refusal.
+type Outcome struct {
+	// Pairing is set when a callback matched the dial.
+	Pairing *Pairing
+	// Err is a *Refusal when the dial failed: 504 at the deadline, 502 when
+	// the registration ended, 503 when the engine stopped.
+	Err error
+}
+
+// PendingDial is a dial waiting for its callback. Exactly one Outcome is
+// delivered on it, whatever happens to the actors behind it.
+type PendingDial struct {
+	// Token is the connect token sent to the server.
+	Token wire.Token
+	// Deadline is when the dial is answered 504 if no callback came.
+	Deadline time.Time
+
+	outcome chan Outcome
+	pid     *actor.PID
+	engine  *Engine
+}
+
+// Wait returns the dial's outcome. If ctx ends first, the dial is
+// cancelled and Wait still returns its outcome, which may be a Pairing that
+// won the race: the caller must then Abort it. Wait returns within the
+// callback deadline plus the engine's reply bound.
+func (p *PendingDial) Wait(ctx context.Context) Outcome {
+	select {
+	case o := <-p.outcome:
+		return o
+	case <-ctx.Done():
+	}
+	p.engine.send(p.pid, &cancelMsg{})
+	t := time.NewTimer(time.Until(p.Deadline) + p.engine.replyBound)
+	defer t.Stop()
+	select {
+	case o := <-p.outcome:
+		return o
+	case <-t.C:
+		// Unreachable while the pending actor keeps its contract; a
+		// bound all the same, so a handler never hangs.
+		return Outcome{Err: refuseBusy}
+	}
+}
+
+// pending is the actor of one dial waiting for its callback. It sends
+// exactly one Outcome, at the latest in Stopping.
+type pending struct {
+	engine       *Engine
+	token        wire.Token
+	listener     *actor.PID
+	registration *Registration
+	clientName   string
+	clientAddr   string
+	deadline     time.Time
+	outcome      chan Outcome // capacity 1; written once
+
+	timer *time.Timer
+	sent  bool
+}
+
+func (p *pending) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		p.engine.stats.started(kindPending)
+		self, root := ctx.Self(), p.engine.root
+		p.timer = time.AfterFunc(time.Until(p.deadline), func() { root.Send(self, &expireMsg{}) })
+	case *callbackMsg:
+		if p.sent {
+			m.reply <- callbackReply{err: refuseUsedToken}
+			return
+		}
+		pr := newPairing(p.engine, p.registration.Name, p.clientName, p.clientAddr)
+		p.finish(ctx, Outcome{Pairing: pr})
+		m.reply <- callbackReply{pairing: pr}
+	case *expireMsg:
+		if !p.sent {
+			p.engine.stats.expired.Add(1)
+		}
+		p.finish(ctx, Outcome{Err: refuseTimeout})
+	case *cancelMsg:
+		p.finish(ctx, Outcome{Err: refuseCancelled})
+	case *actor.Stopping:
+		p.timer.Stop()
+		if !p.sent {
+			p.sent = true
+			p.outcome <- Outcome{Err: refuseListenerGone}
+		}
+		ctx.Send(p.engine.directory, &tokenDoneMsg{token: p.token})
+	case *actor.Stopped:
+		p.engine.stats.stopped(kindPending)
+	}
+}
+
+// finish sends the outcome once and asks the listener to retire this
+// actor. The token stays spent from here on.
+func (p *pending) finish(ctx actor.Context, o Outcome) {
+	if p.sent {
+		return
+	}
+	p.sent = true
+	p.outcome <- o
+	ctx.Send(p.listener, &pendingDoneMsg{token: p.token})
+}

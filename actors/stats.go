@@ -1,0 +1,115 @@
+package actors
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// Kind names an actor kind.
+type Kind int
+
+// The actor kinds.
+const (
+	KindDirectory Kind = iota
+	KindListener
+	KindPending
+	KindPair
+	numKinds
+)
+
+const (
+	kindDirectory = KindDirectory
+	kindListener  = KindListener
+	kindPending   = KindPending
+	kindPair      = KindPair
+)
+
+// String returns the kind's name as used in config keys and metrics.
+func (k Kind) String() string {
+	return [...]string{"directory", "listener", "pending", "pair"}[k]
+}
+
+// stats are the engine's counters. All fields are atomics, written from
+// actors and copy goroutines and read by Snapshot.
+type stats struct {
+	live      [numKinds]atomic.Int64
+	posted    [numKinds]atomic.Int64
+	processed [numKinds]atomic.Int64
+
+	spliced        atomic.Int64
+	expired        atomic.Int64
+	queueFull      atomic.Int64
+	foreignToken   atomic.Int64
+	pairingsFailed atomic.Int64
+	bytes          [2]atomic.Int64
+	spliceNanos    atomic.Int64
+}
+
+func (s *stats) started(k Kind) { s.live[k].Add(1) }
+func (s *stats) stopped(k Kind) { s.live[k].Add(-1) }
+
+func (s *stats) spliceLatency(d time.Duration) { s.spliceNanos.Add(int64(d)) }
+
+// mailbox returns a mailbox middleware that counts kind k's messages, so
+// that depth is posted minus processed. It is our own: the actor system's
+// OpenTelemetry gauge reports nothing, and enabling it costs far more.
+func (s *stats) mailbox(k Kind) actor.MailboxMiddleware { return mailboxCounter{s, k} }
+
+type mailboxCounter struct {
+	s *stats
+	k Kind
+}
+
+func (m mailboxCounter) MailboxStarted()     {}
+func (m mailboxCounter) MessagePosted(any)   { m.s.posted[m.k].Add(1) }
+func (m mailboxCounter) MessageReceived(any) { m.s.processed[m.k].Add(1) }
+func (m mailboxCounter) MailboxEmpty()       {}
+
+// KindStats are one actor kind's figures.
+type KindStats struct {
+	// Live is the number of actors of the kind now running.
+	Live int64
+	// Processed is the number of messages they have processed.
+	Processed int64
+	// Queued is the number of messages posted and not yet processed.
+	Queued int64
+}
+
+// Stats is a snapshot of the engine's counters.
+type Stats struct {
+	// Kinds holds each actor kind's figures, indexed by Kind.
+	Kinds [numKinds]KindStats
+	// Spliced counts pairs started.
+	Spliced int64
+	// Expired counts dials answered 504.
+	Expired int64
+	// QueueFull counts dials refused because the registration's event
+	// queue was full.
+	QueueFull int64
+	// ForeignToken counts callbacks refused for presenting another
+	// registration's token.
+	ForeignToken int64
+	// PairingsFailed counts matches where one side never arrived.
+	PairingsFailed int64
+	// BytesToServer and BytesToClient count relayed bytes each way.
+	BytesToServer int64
+	BytesToClient int64
+}
+
+func (s *stats) snapshot() Stats {
+	var out Stats
+	for k := range numKinds {
+		p := s.processed[k].Load()
+		out.Kinds[k] = KindStats{Live: s.live[k].Load(), Processed: p, Queued: s.posted[k].Load() - p}
+	}
+	out.Spliced = s.spliced.Load()
+	out.Expired = s.expired.Load()
+	out.QueueFull = s.queueFull.Load()
+	out.ForeignToken = s.foreignToken.Load()
+	out.PairingsFailed = s.pairingsFailed.Load()
+	out.BytesToServer = s.bytes[toServer].Load()
+	out.BytesToClient = s.bytes[toClient].Load()
+	return out
+}

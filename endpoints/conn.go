@@ -1,0 +1,91 @@
+package endpoints
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Conn is a connection relayed to its peer. It is the net.Conn that
+// dialers return and listeners accept.
+type Conn struct {
+	net.Conn // the socket to the relay
+
+	remote     net.Addr // the peer's address, when the relay told it
+	name       string   // the server's registered name
+	clientName string   // the client's name, as the client gave it
+
+	hasHead atomic.Bool
+	mu      sync.Mutex // guards head
+	head    []byte     // bytes that arrived behind the 101
+}
+
+func newConn(c net.Conn, head []byte, remote net.Addr, name, clientName string) *Conn {
+	rc := &Conn{Conn: c, remote: remote, name: name, clientName: clientName}
+	if len(head) > 0 {
+		rc.head = head
+		rc.hasHead.Store(true)
+	}
+	return rc
+}
+
+// Read reads bytes that arrived with the relay's answer first, then from
+// the socket.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.hasHead.Load() {
+		c.mu.Lock()
+		if len(c.head) > 0 {
+			n := copy(p, c.head)
+			c.head = c.head[n:]
+			if len(c.head) == 0 {
+				c.head = nil
+				c.hasHead.Store(false)
+			}
+			c.mu.Unlock()
+			return n, nil
+		}
+		c.mu.Unlock()
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the connection: the peer reads EOF, and this side
+// can still read.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return &net.OpError{Op: "close", Net: "relay", Err: ErrUnsupportedNetwork}
+}
+
+// RemoteAddr returns the peer's address: on an accepted conn, the dialing
+// client's address as the relay saw it; otherwise the relay's address.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.Conn.RemoteAddr()
+}
+
+// Name returns the server name the connection was dialed to.
+func (c *Conn) Name() string { return c.name }
+
+// ClientName returns the name the dialing client gave, or "".
+func (c *Conn) ClientName() string { return c.clientName }
+
+// NetConn returns the socket to the relay.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// Addr is the address of a name on a relay.
+type Addr struct {
+	// Name is the server's registered name.
+	Name string
+	// Relay is the relay's host:port.
+	Relay string
+}
+
+// Network returns "relay".
+func (a Addr) Network() string { return "relay" }
+
+// String returns name@relay.
+func (a Addr) String() string { return a.Name + "@" + a.Relay }

@@ -1,0 +1,88 @@
+package endpoints
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// RelayDialer dials servers by name through one relay. It is safe for
+// concurrent use; its DialContext fits http.Transport.DialContext.
+type RelayDialer struct {
+	relayAddr  string
+	clientName string
+	opts       options
+}
+
+// NewRelayDialer returns a dialer through the relay at relayAddr
+// (host:port, http://host:port or https://host:port), introducing itself
+// as clientName ("" for none). An invalid address is reported by Dial.
+func NewRelayDialer(relayAddr, clientName string, opts ...Option) *RelayDialer {
+	return &RelayDialer{relayAddr: relayAddr, clientName: clientName, opts: buildOptions(opts)}
+}
+
+// DialTCP dials the server registered as address through the relay at
+// relayAddr. network is "tcp", "tcp4" or "tcp6" and selects the family of
+// the connection to the relay.
+func DialTCP(network, address, relayAddr, clientName string, opts ...Option) (net.Conn, error) {
+	return NewRelayDialer(relayAddr, clientName, opts...).Dial(network, address)
+}
+
+// Dial is DialContext with a background context.
+func (d *RelayDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to the server registered as address. address is the
+// name, optionally with a port, which is ignored, so that URLs such as
+// http://name/ work through http.Transport. It returns once the relay has
+// spliced the connection to the server's callback, or with a *RelayError
+// (404 unknown name, 503 busy, 504 the server did not call back), or with
+// ctx's error. The returned conn is a *Conn.
+func (d *RelayDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	name := address
+	if host, _, err := net.SplitHostPort(address); err == nil {
+		name = host
+	}
+	c, err := d.dial(ctx, network, name)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints: dial %q: %w", name, err)
+	}
+	return c, nil
+}
+
+func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, error) {
+	if err := checkNetwork(network); err != nil {
+		return nil, err
+	}
+	if err := wire.CheckName(name); err != nil {
+		return nil, err
+	}
+	if d.clientName != "" {
+		if err := wire.CheckName(d.clientName); err != nil {
+			return nil, fmt.Errorf("client name: %w", err)
+		}
+	}
+	r, err := parseRelay(d.relayAddr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := r.connect(ctx, &d.opts, network)
+	if err != nil {
+		return nil, err
+	}
+	resp, br, err := exchange(ctx, conn, r, "dial", name, wire.PathDial+name,
+		upgradeHeaders(wire.HeaderClientName, d.clientName), 101)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	head, err := checkUpgrade(resp, br)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return newConn(conn, head, nil, name, d.clientName), nil
+}

@@ -1,0 +1,56 @@
+package endpoints
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Sentinel errors.
+var (
+	// ErrUnsupportedNetwork is returned for a network other than "tcp",
+	// "tcp4" or "tcp6".
+	ErrUnsupportedNetwork = errors.New("endpoints: unsupported network")
+	// ErrBadRelayAddress is returned for a relay address that is not
+	// host:port, http://host:port or https://host:port.
+	ErrBadRelayAddress = errors.New("endpoints: bad relay address")
+	// ErrProtocol is returned when the relay's answer breaks the protocol.
+	ErrProtocol = errors.New("endpoints: protocol error")
+	// ErrStreamEnded is the cause of a listener's death when the relay
+	// ended its registration stream (a drain, a restart).
+	ErrStreamEnded = errors.New("endpoints: registration stream ended")
+)
+
+// RelayError is the relay's refusal of a request: its HTTP status and the
+// short reason from its body. Callers branch on Status: 404 unknown name,
+// 409 name taken, 503 busy or draining, 504 the server did not call back.
+type RelayError struct {
+	// Op is the refused operation: "listen", "dial" or "accept".
+	Op string
+	// Name is the server name (or, for accept, empty).
+	Name string
+	// Status is the HTTP status code.
+	Status int
+	// Reason is the relay's text, at most wire.MaxReasonLen bytes.
+	Reason string
+}
+
+func (e *RelayError) Error() string {
+	reason := e.Reason
+	if reason == "" {
+		reason = http.StatusText(e.Status)
+	}
+	if e.Name != "" {
+		return fmt.Sprintf("endpoints: %s %q: relay refused: %d %s", e.Op, e.Name, e.Status, reason)
+	}
+	return fmt.Sprintf("endpoints: %s: relay refused: %d %s", e.Op, e.Status, reason)
+}
+
+// Timeout reports whether the refusal is the relay's 504: the server did
+// not call back in time.
+func (e *RelayError) Timeout() bool { return e.Status == http.StatusGatewayTimeout }
+
+// Temporary reports whether trying again later may succeed (5xx and 429).
+func (e *RelayError) Temporary() bool {
+	return e.Status >= 500 || e.Status == http.StatusTooManyRequests
+}

@@ -1,0 +1,83 @@
+package endpoints
+
+import (
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Option configures a dialer or listener.
+type Option func(*options)
+
+type options struct {
+	dialer          *net.Dialer
+	logger          *slog.Logger
+	callbackWorkers int
+	acceptBacklog   int
+	handshake       time.Duration
+}
+
+func buildOptions(opts []Option) options {
+	o := options{
+		dialer:          &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second},
+		callbackWorkers: 16,
+		acceptBacklog:   64,
+		handshake:       10 * time.Second,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// WithDialer sets the net.Dialer used for connections to the relay
+// (default: 10s timeout, 15s TCP keepalive).
+func WithDialer(d *net.Dialer) Option {
+	return func(o *options) {
+		if d != nil {
+			o.dialer = d
+		}
+	}
+}
+
+// WithLogger sets the logger of a listener or dialer. The library is silent
+// by default; failed callbacks are logged at debug.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithCallbackWorkers bounds how many callbacks a listener dials at once
+// (default 16). When all are busy, the listener stops reading its stream
+// and the relay refuses new dials with 503 once its queue fills.
+func WithCallbackWorkers(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.callbackWorkers = n
+		}
+	}
+}
+
+// WithAcceptBacklog sets how many ready connections a listener holds for
+// Accept (default 64). When it is full, callbacks wait.
+func WithAcceptBacklog(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.acceptBacklog = n
+		}
+	}
+}
+
+// WithHandshakeTimeout bounds each exchange with the relay: the listen
+// request up to its ready event, and each callback up to its 101
+// (default 10s). A dial is bounded by its context and the relay's callback
+// timeout instead.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.handshake = d
+		}
+	}
+}

@@ -1,0 +1,141 @@
+// Command relaynode runs a clusterlink relay.
+//
+// Usage:
+//
+//	relaynode [flags]
+//
+// It listens on -listen (default 127.0.0.1:8080; use :8080 to serve the
+// public), logs one line per registration at info, and drains gracefully
+// on SIGINT or SIGTERM: a second signal stops it at once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/relaynode"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "relaynode:", err)
+		os.Exit(1)
+	}
+}
+
+// mailboxFlag is a flag.Value for one actor kind's mailbox.
+type mailboxFlag struct{ m *actors.Mailbox }
+
+func (f mailboxFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	return f.m.String()
+}
+
+func (f mailboxFlag) Set(s string) error {
+	m, err := actors.ParseMailbox(s)
+	if err != nil {
+		return err
+	}
+	*f.m = m
+	return nil
+}
+
+// run parses args, serves until a signal, and drains. ready, if not nil,
+// receives the bound address once the relay listens.
+func run(args []string, stderr io.Writer, ready chan<- string) error {
+	fs := flag.NewFlagSet("relaynode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg relaynode.Config
+	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve the relay on; use :8080 to serve the public")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown lets live pairs finish")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of SSE heartbeats on registration streams")
+	fs.DurationVar(&cfg.CallbackTimeout, "callback-timeout", 10*time.Second, "how long a dial waits for the server's callback before 504")
+	fs.DurationVar(&cfg.EventWriteTimeout, "event-write-timeout", 10*time.Second, "deadline for writing one SSE event; a stream that misses it is dropped")
+	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "deadline for reading request headers")
+	fs.IntVar(&cfg.EventQueue, "event-queue", 64, "SSE events one registration may have queued; a dial finding it full gets 503")
+	fs.IntVar(&cfg.MaxPendingPerName, "max-pending-per-name", 1024, "dials that may wait on one registration")
+	cfg.Mailboxes = actors.DefaultMailboxes
+	fs.Var(mailboxFlag{&cfg.Mailboxes.Directory}, "mailbox-directory", "directory actor mailbox: unbounded, unbounded-lockfree or bounded:SIZE")
+	fs.Var(mailboxFlag{&cfg.Mailboxes.Listener}, "mailbox-listener", "listener actor mailbox (same forms)")
+	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
+	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: relaynode [flags]\n\nRuns a clusterlink relay. SIGINT or SIGTERM drains it; a second signal stops it at once.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = log
+
+	node, err := relaynode.New(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		node.Close()
+		return err
+	}
+	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("node", node.Engine().NodeID()))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- node.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		node.Close()
+		return err
+	case s := <-sigs:
+		log.Info("draining", slog.String("signal", s.String()), slog.Duration("grace", *grace))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			log.Warn("second signal: stopping now")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := node.Shutdown(ctx); err != nil {
+		log.Warn("shutdown cut live pairs", slog.Any("err", err))
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,118 @@
+package relaynode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors"
+)
+
+// Config configures a Node. The zero value is a working relay with safe
+// defaults; each field documents its unit and default.
+type Config struct {
+	// Logger receives the node's logs: one info line per registration,
+	// connections at debug. Nil discards.
+	Logger *slog.Logger
+	// NodeID names the relay in ready events and the Relay-Node header.
+	// Empty means a random id.
+	NodeID string
+
+	// Heartbeat is the interval of the SSE heartbeat comment on every
+	// registration stream, announced in the ready event. Default 15s.
+	Heartbeat time.Duration
+	// EventWriteTimeout bounds the write of one SSE event or heartbeat. A
+	// stream that cannot take an event in that time is dropped, so one
+	// stalled server never holds relay resources. Default 10s.
+	EventWriteTimeout time.Duration
+	// CallbackTimeout is how long a dial waits for the server's callback
+	// before it is answered 504. Default 10s.
+	CallbackTimeout time.Duration
+	// ReadHeaderTimeout bounds the reading of request headers on servers the
+	// Node runs itself (ListenAndServe, Serve). Default 5s.
+	ReadHeaderTimeout time.Duration
+	// MaxHeaderBytes bounds request headers on servers the Node runs
+	// itself; larger requests get 431. Default 8 KiB.
+	MaxHeaderBytes int
+	// UpgradeWriteTimeout bounds the write of a 101 response after a
+	// hijack. Default 5s.
+	UpgradeWriteTimeout time.Duration
+
+	// EventQueue is the number of events one registration may have queued
+	// and unwritten; a dial that finds it full gets 503. Default 64.
+	EventQueue int
+	// MaxPendingPerName bounds the dials waiting on one registration; the
+	// excess gets 503. Default 1024.
+	MaxPendingPerName int
+	// Mailboxes sets each actor kind's mailbox; zero fields take
+	// actors.DefaultMailboxes. See docs/TUNING.md.
+	Mailboxes actors.Mailboxes
+	// CopyBuffer is the size in bytes of the pooled buffer a pair uses when
+	// it cannot splice. Default 32 KiB.
+	CopyBuffer int
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.EventWriteTimeout == 0 {
+		c.EventWriteTimeout = 10 * time.Second
+	}
+	if c.CallbackTimeout == 0 {
+		c.CallbackTimeout = 10 * time.Second
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 5 * time.Second
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 8 << 10
+	}
+	if c.UpgradeWriteTimeout == 0 {
+		c.UpgradeWriteTimeout = 5 * time.Second
+	}
+}
+
+// Validate reports every nonsensical field of c.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Heartbeat", c.Heartbeat}, {"EventWriteTimeout", c.EventWriteTimeout},
+		{"CallbackTimeout", c.CallbackTimeout}, {"ReadHeaderTimeout", c.ReadHeaderTimeout},
+		{"UpgradeWriteTimeout", c.UpgradeWriteTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("relaynode: %s %v is negative", d.name, d.v))
+		}
+	}
+	if c.Heartbeat > 0 && c.Heartbeat < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("relaynode: Heartbeat %v is below 10ms", c.Heartbeat))
+	}
+	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024) {
+		errs = append(errs, fmt.Errorf("relaynode: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes))
+	}
+	ec := c.engineConfig()
+	if err := ec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) engineConfig() actors.Config {
+	return actors.Config{
+		Logger:            c.Logger,
+		NodeID:            c.NodeID,
+		Mailboxes:         c.Mailboxes,
+		EventQueue:        c.EventQueue,
+		CallbackTimeout:   c.CallbackTimeout,
+		MaxPendingPerName: c.MaxPendingPerName,
+		CopyBuffer:        c.CopyBuffer,
+	}
+}

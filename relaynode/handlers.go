@@ -1,0 +1,208 @@
+package relaynode
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// eventPool holds the buffers SSE events are encoded into.
+var eventPool bytebufferpool.Pool
+
+// serveListen holds a registration stream open: a ready event, then connect
+// and drain events from the registration's queue and heartbeat comments,
+// each written under its own deadline. It returns when the client goes, the
+// registration ends, or a write fails; the registration ends with it.
+func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) {
+	reg, err := n.engine.Register(r.Context(), name, r.RemoteAddr)
+	if err != nil {
+		n.log.Debug("register refused", slog.String("name", name), slog.String("remote", r.RemoteAddr), slog.Any("err", err))
+		refuseErr(w, err)
+		return
+	}
+	defer reg.Close()
+
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", wire.ContentTypeEventStream)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	bb := eventPool.Get()
+	defer eventPool.Put(bb)
+	write := func(b []byte) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(n.cfg.EventWriteTimeout)); err != nil {
+			return err
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	bb.B, _ = wire.AppendJSONEvent(bb.B[:0], wire.EventReady, wire.ReadyEvent{
+		Node:            n.engine.NodeID(),
+		Registration:    reg.ID.String(),
+		HeartbeatMillis: n.cfg.Heartbeat.Milliseconds(),
+	})
+	if err := write(bb.B); err != nil {
+		return
+	}
+	tick := time.NewTicker(n.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case ev := <-reg.Events():
+			var err error
+			switch ev.Type {
+			case wire.EventConnect:
+				bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Connect)
+			default:
+				bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Drain)
+			}
+			if err == nil {
+				err = write(bb.B)
+			}
+			if err != nil {
+				n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
+				return
+			}
+			if ev.Type == wire.EventDrain {
+				return
+			}
+		case <-tick.C:
+			if err := write(wire.AppendComment(bb.B[:0], "hb")); err != nil {
+				n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
+				return
+			}
+		case <-reg.Done():
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// isUpgrade reports whether r asks to switch to the relay's raw protocol.
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(r.Header.Get("Upgrade"), wire.UpgradeProtocol)
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func refuseNoUpgrade(w http.ResponseWriter) {
+	w.Header().Set("Upgrade", wire.UpgradeProtocol)
+	refuse(w, http.StatusUpgradeRequired, "upgrade to "+wire.UpgradeProtocol+" required")
+}
+
+// serveDial holds a client's dial until it is matched, refused or timed out.
+// Only a match hijacks the connection; every other answer is plain HTTP.
+func (n *Node) serveDial(w http.ResponseWriter, r *http.Request, name string) {
+	if !isUpgrade(r) {
+		refuseNoUpgrade(w)
+		return
+	}
+	client := r.Header.Get(wire.HeaderClientName)
+	if client != "" {
+		if err := wire.CheckName(client); err != nil {
+			refuse(w, http.StatusBadRequest, "invalid client name")
+			return
+		}
+	}
+	pd, err := n.engine.Dial(r.Context(), name, client, r.RemoteAddr)
+	if err != nil {
+		n.log.Debug("dial refused", slog.String("name", name), slog.Any("err", err))
+		refuseErr(w, err)
+		return
+	}
+	o := pd.Wait(r.Context())
+	if o.Err != nil {
+		refuseErr(w, o.Err)
+		return
+	}
+	if r.Context().Err() != nil {
+		o.Pairing.Abort(actors.Client)
+		return
+	}
+	n.upgrade(w, o.Pairing, actors.Client, nil)
+}
+
+// serveAccept takes a server's callback: the token must be live and belong
+// to the presenting registration, or it is refused before any hijack.
+func (n *Node) serveAccept(w http.ResponseWriter, r *http.Request, tokenText string) {
+	if !isUpgrade(r) {
+		refuseNoUpgrade(w)
+		return
+	}
+	token, err := wire.ParseToken(tokenText)
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "malformed token")
+		return
+	}
+	regID, err := wire.ParseToken(r.Header.Get(wire.HeaderRegistration))
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "missing or malformed "+wire.HeaderRegistration)
+		return
+	}
+	p, err := n.engine.Callback(r.Context(), token, regID)
+	if err != nil {
+		n.log.Debug("callback refused", slog.String("remote", r.RemoteAddr), slog.Any("err", err))
+		refuseErr(w, err)
+		return
+	}
+	extra := []string{wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr}
+	n.upgrade(w, p, actors.Server, extra)
+}
+
+// upgrade hijacks the request's connection, writes the 101 and offers the
+// connection, with the bytes that came behind the request, to the pairing.
+// extra holds header name and value pairs for the 101.
+func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Side, extra []string) {
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		p.Abort(side)
+		refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
+		return
+	}
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ")
+	b.WriteString(wire.UpgradeProtocol)
+	fmt.Fprintf(&b, "\r\n%s: %s\r\n", wire.HeaderNode, n.engine.NodeID())
+	for i := 0; i+1 < len(extra); i += 2 {
+		if extra[i+1] != "" {
+			fmt.Fprintf(&b, "%s: %s\r\n", extra[i], extra[i+1])
+		}
+	}
+	b.WriteString("\r\n")
+	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
+	_, err = conn.Write([]byte(b.String()))
+	_ = conn.SetDeadline(time.Time{})
+	if err != nil {
+		conn.Close()
+		p.Abort(side)
+		return
+	}
+	var head []byte
+	if k := brw.Reader.Buffered(); k > 0 {
+		head = make([]byte, k)
+		_, _ = brw.Reader.Read(head)
+	}
+	p.Offer(side, conn, head)
+}

@@ -1,0 +1,210 @@
+package relaynode
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// Node is a relay. It is an http.Handler: http.ListenAndServe(addr, node)
+// runs it. ListenAndServe, Serve, Shutdown and Close add the lifecycle.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	engine *actors.Engine
+
+	handlers sync.WaitGroup // ServeHTTP calls in flight
+	draining atomic.Bool
+
+	mu      sync.Mutex // guards the following
+	servers map[*http.Server]struct{}
+	closing bool // set by Close: no new handlers, no new servers
+}
+
+// New returns a Node for cfg, whose zero value means safe defaults.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	engine, err := actors.NewEngine(cfg.engineConfig())
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		engine:  engine,
+		servers: make(map[*http.Server]struct{}),
+	}, nil
+}
+
+// Engine returns the node's actor engine, for its counters.
+func (n *Node) Engine() *actors.Engine { return n.engine }
+
+// ServeHTTP routes a protocol request. Every refusal is a status and a
+// short text body, sent before any switch to raw bytes.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(wire.HeaderNode, n.engine.NodeID())
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		refuse(w, http.StatusServiceUnavailable, "relay closed")
+		return
+	}
+	n.handlers.Add(1)
+	n.mu.Unlock()
+	defer n.handlers.Done()
+	route, arg, err := wire.ParseRoute(r.Method, r.URL.Path)
+	if err != nil {
+		var re *wire.RouteError
+		if errors.As(err, &re) {
+			if re.Status == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", http.MethodPost)
+			}
+			refuse(w, re.Status, re.Reason)
+			return
+		}
+		refuse(w, http.StatusBadRequest, "bad request")
+		return
+	}
+	if n.draining.Load() {
+		refuse(w, http.StatusServiceUnavailable, "relay draining")
+		return
+	}
+	switch route {
+	case wire.RouteListen:
+		n.serveListen(w, r, arg)
+	case wire.RouteDial:
+		n.serveDial(w, r, arg)
+	case wire.RouteAccept:
+		n.serveAccept(w, r, arg)
+	}
+}
+
+// refuse answers a refusal: status and a short text/plain body.
+func refuse(w http.ResponseWriter, status int, reason string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Connection", "close")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(reason + "\n"))
+}
+
+// refuseErr answers an engine error.
+func refuseErr(w http.ResponseWriter, err error) {
+	var rf *actors.Refusal
+	switch {
+	case errors.As(err, &rf):
+		refuse(w, rf.Status, rf.Reason)
+	case errors.Is(err, actors.ErrClosed):
+		refuse(w, http.StatusServiceUnavailable, "relay closed")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The client has gone; nobody reads an answer.
+	default:
+		refuse(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// ListenAndServe listens on the TCP address addr and serves the relay on
+// it. It returns http.ErrServerClosed after Shutdown or Close.
+func (n *Node) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return n.Serve(ln)
+}
+
+// Serve serves the relay on ln, with the node's header timeout and size
+// limit. It returns http.ErrServerClosed after Shutdown or Close.
+func (n *Node) Serve(ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           n,
+		ReadHeaderTimeout: n.cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    n.cfg.MaxHeaderBytes,
+		// No WriteTimeout: it would cut every SSE stream. Each event
+		// write has its own deadline instead.
+		IdleTimeout: 60 * time.Second,
+		ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only: an HTTP/2 request cannot be hijacked.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	n.servers[srv] = struct{}{}
+	n.mu.Unlock()
+	return srv.Serve(ln)
+}
+
+// Shutdown drains the relay: new registrations and dials get 503, every
+// stream is sent a drain event and closed, the servers stop accepting, and
+// live pairs may finish until ctx ends, when they are cut. It returns after
+// every goroutine and actor the node owns has ended, with ctx's error if
+// pairs had to be cut.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.draining.Store(true)
+	n.engine.Drain("shutdown")
+	n.mu.Lock()
+	servers := make([]*http.Server, 0, len(n.servers))
+	for s := range n.servers {
+		servers = append(servers, s)
+	}
+	n.mu.Unlock()
+	var err error
+	for _, s := range servers {
+		if e := s.Shutdown(ctx); e != nil && err == nil {
+			err = e
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for n.engine.LivePairs() > 0 && err == nil {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
+		}
+	}
+	n.Close()
+	return err
+}
+
+// Close stops the relay at once: servers close, streams end, pending dials
+// are answered, pairs are cut. It returns after every goroutine and actor
+// the node owns has ended, and is safe to call twice.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closing = true
+	servers := make([]*http.Server, 0, len(n.servers))
+	for s := range n.servers {
+		servers = append(servers, s)
+	}
+	n.mu.Unlock()
+	for _, s := range servers {
+		s.Close()
+	}
+	// Stopping the engine answers every pending dial and ends every
+	// registration, which returns their handlers.
+	err := n.engine.Close()
+	n.handlers.Wait()
+	return err
+}
