@@ -1,0 +1,239 @@
+package relaynode_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// do sends one raw request and returns the response with its body read.
+func do(t testing.TB, addr, raw string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return resp, "" // a stream: not read to the end
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp, string(body)
+}
+
+func req(method, path string, headers ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\n", method, path)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+const up1, up2 = "Connection: Upgrade", "Upgrade: " + wire.UpgradeProtocol
+
+// TestRouteRefusals checks each refusal's status and text, all answered as
+// plain HTTP before any switch.
+func TestRouteRefusals(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{})
+	tok := wire.NewToken().String()
+	reg := "Relay-Registration: " + wire.NewToken().String()
+	tests := []struct {
+		name   string
+		raw    string
+		status int
+		text   string
+	}{
+		{"unknown route", req("POST", "/v2/dial/x"), 404, "no such route"},
+		{"root", req("GET", "/"), 404, "no such route"},
+		{"wrong method", req("GET", "/v1/dial/x", up1, up2), 405, "method not allowed"},
+		{"bad name", req("POST", "/v1/dial/a%20b", up1, up2), 400, "invalid name"},
+		{"long name", req("POST", "/v1/listen/"+strings.Repeat("a", 129)), 400, "invalid name"},
+		{"dial without upgrade", req("POST", "/v1/dial/x"), 426, "upgrade"},
+		{"dial wrong upgrade", req("POST", "/v1/dial/x", up1, "Upgrade: websocket"), 426, "upgrade"},
+		{"dial unknown name", req("POST", "/v1/dial/nobody", up1, up2), 404, "unknown name"},
+		{"dial bad client name", req("POST", "/v1/dial/x", up1, up2, "Relay-Client-Name: bad/name"), 400, "invalid client name"},
+		{"accept short token", req("POST", "/v1/accept/abc", up1, up2, reg), 400, "malformed token"},
+		{"accept without registration", req("POST", "/v1/accept/"+tok, up1, up2), 400, "Relay-Registration"},
+		{"accept without upgrade", req("POST", "/v1/accept/"+tok, reg), 426, "upgrade"},
+		{"accept unknown token", req("POST", "/v1/accept/"+tok, up1, up2, reg), 404, "unknown token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, r.Addr, tt.raw)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status = %d (%q), want %d", resp.StatusCode, body, tt.status)
+			}
+			if !strings.Contains(body, tt.text) {
+				t.Errorf("body = %q, want it to contain %q", body, tt.text)
+			}
+			if tt.status == 426 && resp.Header.Get("Upgrade") != wire.UpgradeProtocol {
+				t.Errorf("426 without Upgrade header: %v", resp.Header)
+			}
+			if resp.Header.Get(wire.HeaderNode) == "" {
+				t.Errorf("no %s header", wire.HeaderNode)
+			}
+		})
+	}
+}
+
+// TestHeaderLimits checks the server-side caps of Node.Serve.
+func TestHeaderLimits(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{MaxHeaderBytes: 4096})
+	big := "X-Big: " + strings.Repeat("a", 64<<10)
+	resp, _ := do(t, r.Addr, req("POST", "/v1/dial/x", up1, up2, big))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status = %d, want 431", resp.StatusCode)
+	}
+}
+
+// openStream registers name by hand and returns the event reader.
+func openStream(t testing.TB, addr, name string) (*wire.Reader, net.Conn) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, req("POST", "/v1/listen/"+name))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wire.ContentTypeEventStream {
+		t.Fatalf("listen: %d %v", resp.StatusCode, resp.Header)
+	}
+	return wire.NewReader(resp.Body, 0, 0), c
+}
+
+func TestStreamReadyAndHeartbeat(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{Heartbeat: 20 * time.Millisecond, NodeID: "node-a"})
+	sse, c := openStream(t, r.Addr, "svc")
+	ev, err := sse.Next()
+	if err != nil || ev.Type != wire.EventReady {
+		t.Fatalf("first event %+v, %v", ev, err)
+	}
+	ready, err := wire.ParseReady(ev.Data)
+	if err != nil || ready.Node != "node-a" || ready.HeartbeatMillis != 20 {
+		t.Fatalf("ready = %+v, %v", ready, err)
+	}
+	// Heartbeat comments keep coming; a reader sees no event for them, so
+	// read raw bytes: within 1s the stream carries ": hb" lines.
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 256)
+	n, _ := io.ReadAtLeast(c, buf, 16)
+	if !strings.Contains(string(buf[:n]), ": hb\n") {
+		t.Fatalf("no heartbeat in %q", buf[:n])
+	}
+	// A second registration of the live name is refused.
+	resp, body := do(t, r.Addr, req("POST", "/v1/listen/svc"))
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("duplicate listen: %d %q, want 409", resp.StatusCode, body)
+	}
+}
+
+// TestShutdownDrains checks Node.Shutdown: a drain event on every stream,
+// the stream ends, new requests get 503, and Shutdown returns nil.
+func TestShutdownDrains(t *testing.T) {
+	node, err := relaynode.New(relaynode.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- node.Serve(ln) }()
+	sse, _ := openStream(t, ln.Addr().String(), "svc")
+	if ev, err := sse.Next(); err != nil || ev.Type != wire.EventReady {
+		t.Fatalf("ready: %+v %v", ev, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- node.Shutdown(ctx) }()
+	ev, err := sse.Next()
+	if err != nil || ev.Type != wire.EventDrain {
+		t.Fatalf("want drain event, got %+v, %v", ev, err)
+	}
+	if _, err := sse.Next(); err == nil {
+		t.Fatal("stream still open after drain")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Fatalf("Serve returned %v, want http.ErrServerClosed", err)
+	}
+	rec := &recorder{header: http.Header{}}
+	node.ServeHTTP(rec, httpRequest(t, "POST", "/v1/listen/other"))
+	if rec.status != http.StatusServiceUnavailable {
+		t.Fatalf("after Shutdown: %d, want 503", rec.status)
+	}
+	if err := node.Close(); err != nil {
+		t.Fatalf("Close after Shutdown: %v", err)
+	}
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	if err := node.Serve(ln2); err != http.ErrServerClosed {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []relaynode.Config{
+		{Heartbeat: -1},
+		{Heartbeat: time.Millisecond},
+		{MaxHeaderBytes: 10},
+		{CallbackTimeout: -time.Second},
+		{EventQueue: -3},
+	} {
+		if _, err := relaynode.New(c); err == nil {
+			t.Errorf("New(%+v) = nil error", c)
+		}
+	}
+}
+
+type recorder struct {
+	header http.Header
+	status int
+	body   strings.Builder
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(s int)   { r.status = s }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = 200
+	}
+	return r.body.Write(b)
+}
+
+func httpRequest(t testing.TB, method, path string) *http.Request {
+	r, err := http.NewRequest(method, "http://relay"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
