@@ -122,6 +122,7 @@ type Reader struct {
 	skipLF   bool // the last line ended in CR: a following LF belongs to it
 	started  bool // the BOM check has run
 	hasData  bool
+	err      error // sticky: once Next fails, it keeps failing the same way
 }
 
 // NewReader returns a reader of r. maxLine bounds one line and maxEvent one
@@ -143,8 +144,21 @@ func NewReader(r io.Reader, maxLine, maxEvent int) *Reader {
 
 // Next returns the next event. At the end of the stream it returns io.EOF,
 // or io.ErrUnexpectedEOF if the stream ended inside an event. An event that
-// was not ended by a blank line is not returned.
+// was not ended by a blank line is not returned. Errors are sticky: after
+// one, every later call returns it again, so that the tail of an oversized
+// line can never be read as fields.
 func (r *Reader) Next() (Event, error) {
+	if r.err != nil {
+		return Event{}, r.err
+	}
+	ev, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return ev, err
+}
+
+func (r *Reader) next() (Event, error) {
 	for {
 		line, err := r.readLine()
 		if err != nil {
@@ -181,7 +195,9 @@ func (r *Reader) Next() (Event, error) {
 		case "event":
 			r.typ = append(r.typ[:0], value...)
 		case "data":
-			if len(r.data)+len(value)+1 > r.maxEvent {
+			// The joined data is the lines so far with their '\n'
+			// separators, plus this line.
+			if len(r.data)+len(value) > r.maxEvent {
 				return Event{}, fmt.Errorf("%w: over %d bytes", ErrEventTooLarge, r.maxEvent)
 			}
 			r.data = append(r.data, value...)
@@ -215,8 +231,12 @@ func eventType(b []byte) string {
 func (r *Reader) readLine() ([]byte, error) {
 	r.line = r.line[:0]
 	if !r.started {
+		b, err := r.br.Peek(3)
+		if len(b) < 3 && err != nil && err != io.EOF {
+			return nil, err
+		}
 		r.started = true
-		if b, err := r.br.Peek(3); err == nil && string(b) == "\xEF\xBB\xBF" {
+		if string(b) == "\xEF\xBB\xBF" {
 			_, _ = r.br.Discard(3)
 		}
 	}

@@ -316,6 +316,8 @@ func TestReaderLineLimit(t *testing.T) {
 	}
 }
 
+// TestReaderEventLimit checks that maxEvent bounds the joined data exactly:
+// maxEvent bytes pass, one more fails.
 func TestReaderEventLimit(t *testing.T) {
 	const maxEvent = 32
 	line := func(n int) string { return "data: " + strings.Repeat("x", n) + "\n" }
@@ -328,7 +330,10 @@ func TestReaderEventLimit(t *testing.T) {
 		{"two lines under", line(maxEvent/2-1) + line(maxEvent/2-1) + "\n", maxEvent - 1},
 		{"one line over", line(maxEvent+1) + "\n", -1},
 		{"many lines over", strings.Repeat(line(4), maxEvent) + "\n", -1},
-		{"empty lines over", strings.Repeat("data\n", maxEvent+1) + "\n", -1},
+		{"one line exactly", line(maxEvent) + "\n", maxEvent},
+		{"two lines exactly", line(maxEvent/2) + line(maxEvent/2-1) + "\n", maxEvent},
+		{"empty lines exactly", strings.Repeat("data\n", maxEvent+1) + "\n", maxEvent},
+		{"empty lines over", strings.Repeat("data\n", maxEvent+2) + "\n", -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -648,4 +653,42 @@ func BenchmarkReaderNext(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReaderErrorsStick checks that after an oversized line the reader
+// keeps failing, so the line's tail is never read as fields.
+func TestReaderErrorsStick(t *testing.T) {
+	in := "data: 0123456789ABevent: evil\ndata: inj\n\n"
+	r := wire.NewReader(strings.NewReader(in), 16, 0)
+	for i := range 3 {
+		e, err := r.Next()
+		if !errors.Is(err, wire.ErrLineTooLong) {
+			t.Fatalf("call %d: Next = %+v, %v; want ErrLineTooLong again", i, e, err)
+		}
+	}
+}
+
+// failOnce fails its first Read with a timeout, then reads from r.
+type failOnce struct {
+	r      io.Reader
+	failed bool
+}
+
+var errOnce = errors.New("read timeout")
+
+func (f *failOnce) Read(p []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, errOnce
+	}
+	return f.r.Read(p)
+}
+
+// TestReaderFirstReadError checks that an error from the very first read,
+// during the BOM check, is reported rather than lost.
+func TestReaderFirstReadError(t *testing.T) {
+	r := wire.NewReader(&failOnce{r: strings.NewReader("\xEF\xBB\xBFdata: x\n\n")}, 0, 0)
+	if _, err := r.Next(); !errors.Is(err, errOnce) {
+		t.Fatalf("Next = %v, want the first read's error", err)
+	}
 }

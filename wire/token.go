@@ -49,7 +49,7 @@ func (t Token) IsZero() bool { return t == Token{} }
 
 // ParseToken parses a token's canonical text. It rejects any other length,
 // padding, non-canonical trailing bits and the zero token. It does not
-// allocate.
+// allocate for a valid token; a rejection allocates its error.
 func ParseToken(s string) (Token, error) {
 	var t Token
 	if len(s) != TokenLen {
