@@ -1,0 +1,110 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/relaynode"
+)
+
+// BenchmarkDial measures sequential dial, 1-byte echo and close, direct
+// and through the relay, and reports p50 and p99.
+func BenchmarkDial(b *testing.B) {
+	run := func(b *testing.B, dial dialFunc) {
+		b.ReportAllocs()
+		ctx := context.Background()
+		lat := make([]time.Duration, 0, b.N)
+		for b.Loop() {
+			start := time.Now()
+			if err := roundTrip(ctx, dial); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		reportLatency(b, lat)
+	}
+	b.Run("path=direct", func(b *testing.B) { run(b, direct(b, false)) })
+	b.Run("path=relay", func(b *testing.B) {
+		dial, _ := relayed(b, relaynode.Config{}, false)
+		run(b, dial)
+	})
+}
+
+// BenchmarkDialRate measures 32 concurrent loops of dial, echo and close,
+// direct and through the relay with each mailbox kind on every actor kind.
+func BenchmarkDialRate(b *testing.B) {
+	const loops = 32
+	run := func(b *testing.B, dial dialFunc) {
+		b.ReportAllocs()
+		ctx := context.Background()
+		var failed atomic.Int64
+		b.SetParallelism((loops + 1) / 2) // GOMAXPROCS=2 here: 32 goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := roundTrip(ctx, dial); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+		if n := failed.Load(); n > 0 {
+			b.Fatalf("%d dials failed", n)
+		}
+	}
+	b.Run("path=direct", func(b *testing.B) { run(b, direct(b, false)) })
+	for _, mb := range []actors.Mailbox{
+		{Kind: actors.MailboxUnbounded},
+		{Kind: actors.MailboxUnboundedLockfree},
+		{Kind: actors.MailboxBounded, Size: 1024},
+	} {
+		b.Run("path=relay/mailbox="+mb.String(), func(b *testing.B) {
+			cfg := relaynode.Config{Mailboxes: actors.Mailboxes{Directory: mb, Listener: mb, Pending: mb, Pair: mb}}
+			dial, _ := relayed(b, cfg, false)
+			run(b, dial)
+		})
+	}
+}
+
+// BenchmarkBulk measures one stream sending size bytes and reading an
+// 8-byte count back, direct and through the relay (splice path).
+func BenchmarkBulk(b *testing.B) {
+	const size = 64 << 20
+	chunk := make([]byte, 256<<10)
+	run := func(b *testing.B, dial dialFunc) {
+		b.SetBytes(size)
+		ctx := context.Background()
+		for b.Loop() {
+			c, err := dial(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for sent := 0; sent < size; sent += len(chunk) {
+				if _, err := c.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			var cnt [8]byte
+			if _, err := io.ReadFull(c, cnt[:]); err != nil {
+				b.Fatal(err)
+			}
+			var n int64
+			for i := range 8 {
+				n |= int64(cnt[i]) << (8 * i)
+			}
+			if n != size {
+				b.Fatal(fmt.Sprintf("sink counted %d, sent %d", n, size))
+			}
+			c.Close()
+		}
+	}
+	b.Run("path=direct", func(b *testing.B) { run(b, direct(b, true)) })
+	b.Run("path=relay", func(b *testing.B) {
+		dial, _ := relayed(b, relaynode.Config{}, true)
+		run(b, dial)
+	})
+}

@@ -1,0 +1,108 @@
+package benchmarks
+
+import (
+	"context"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+)
+
+// dialFunc opens one connection to the echo service under test.
+type dialFunc func(ctx context.Context) (net.Conn, error)
+
+// echoLoop serves ln until it closes: echo for "echo", discard-then-reply
+// for "sink". It returns after every connection's goroutine is done.
+func echoLoop(ln net.Listener, sink bool) (stop func()) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				if sink {
+					n, _ := io.Copy(io.Discard, c)
+					var b [8]byte
+					for i := range 8 {
+						b[i] = byte(n >> (8 * i))
+					}
+					c.Write(b[:])
+					return
+				}
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return func() { ln.Close(); wg.Wait() }
+}
+
+// direct starts a loopback TCP service and returns its dialer.
+func direct(b testing.TB, sink bool) dialFunc {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(echoLoop(ln, sink))
+	var d net.Dialer
+	addr := ln.Addr().String()
+	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+}
+
+// relayed starts a relay with cfg and a service registered on it, and
+// returns a dialer through the relay.
+func relayed(b testing.TB, cfg relaynode.Config, sink bool) (dialFunc, *relaytest.Relay) {
+	if cfg.EventQueue == 0 {
+		cfg.EventQueue = 1024
+	}
+	r := relaytest.Start(b, cfg)
+	ln, err := endpoints.ListenRelay("tcp", "svc", r.URL, endpoints.WithCallbackWorkers(64), endpoints.WithAcceptBacklog(256))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(echoLoop(ln, sink))
+	d := endpoints.NewRelayDialer(r.Addr, "bench")
+	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", "svc") }, r
+}
+
+// roundTrip dials, echoes one byte and closes.
+func roundTrip(ctx context.Context, dial dialFunc) error {
+	c, err := dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		return err
+	}
+	var b [1]byte
+	_, err = io.ReadFull(c, b[:])
+	return err
+}
+
+// percentile returns the p-th percentile (0..1) of sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return sorted[i]
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
+}
