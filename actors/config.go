@@ -93,7 +93,7 @@ func (m Mailbox) validate() error {
 		}
 	case MailboxBounded:
 		if m.Size < 0 || m.Size > maxBoundedMailbox {
-			return fmt.Errorf("actors: bounded mailbox size %d out of range [1, %d]", m.Size, maxBoundedMailbox)
+			return fmt.Errorf("actors: bounded mailbox size %d out of range [0, %d] (0 means 1024)", m.Size, maxBoundedMailbox)
 		}
 	default:
 		return fmt.Errorf("actors: unknown mailbox kind %q (want unbounded, unbounded-lockfree or bounded)", m.Kind)
@@ -178,7 +178,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports the first nonsensical field of c.
+// Validate reports every nonsensical field of c, joined.
 func (c *Config) Validate() error {
 	var errs []error
 	for _, k := range []struct {

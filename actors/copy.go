@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 
@@ -51,6 +52,16 @@ func canSplice(dst, src net.Conn) bool {
 // uses the buffer it is given.
 type writerOnly struct{ io.Writer }
 type readerOnly struct{ io.Reader }
+
+// hardClose closes c without a TLS close_notify, which could block on a
+// peer that does not read: aborts must never wait.
+func hardClose(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	c.Close()
+}
 
 // closeWrite half-closes c if it can: a clean end of one direction is passed
 // on as a FIN (or TLS close_notify) while the other direction keeps going.

@@ -57,6 +57,9 @@ func (d *directory) Receive(ctx actor.Context) {
 		for _, pid := range d.names {
 			ctx.Send(pid, m)
 		}
+		if m.reply != nil {
+			m.reply <- len(d.names)
+		}
 	case *actor.Terminated:
 		if name, ok := d.namesByPID[m.Who.Id]; ok {
 			delete(d.namesByPID, m.Who.Id)
@@ -93,13 +96,14 @@ func (d *directory) unregister(ctx actor.Context, pid *actor.PID) {
 	if !ok {
 		return
 	}
+	delete(d.namesByPID, pid.Id)
 	if cur := d.names[name]; cur != nil && cur.Id == pid.Id {
 		delete(d.names, name)
 		d.engine.log.Info("unregistered", slog.String("name", name))
 	}
-	// Poison, not Stop: callbacks already queued at the listener are
-	// answered before it stops.
-	ctx.Poison(pid)
+	// A message, not Stop: callbacks already queued at the listener are
+	// answered before it stops, and it stops after its children.
+	ctx.Send(pid, &closeMsg{})
 }
 
 func (d *directory) dial(ctx actor.Context, m *dialMsg) {
@@ -119,6 +123,14 @@ func (d *directory) dial(ctx actor.Context, m *dialMsg) {
 
 func (d *directory) callback(ctx actor.Context, m *callbackMsg) {
 	pid := d.tokens[m.token]
+	if pid != nil {
+		if _, live := d.namesByPID[pid.Id]; !live {
+			// The registration has ended; its pending dials are being
+			// answered 502 and the token is as good as spent.
+			m.reply <- callbackReply{err: refuseUsedToken}
+			return
+		}
+	}
 	if pid == nil {
 		if d.tombstones.Contains(m.token) {
 			m.reply <- callbackReply{err: refuseUsedToken}

@@ -328,3 +328,62 @@ func TestCanSplice(t *testing.T) {
 		t.Fatal("a wrapped conn must take the buffered path")
 	}
 }
+
+// TestDrainWithFullQueue checks that a drain reaches a registration whose
+// event queue is full: it is a signal, not a queued event.
+func TestDrainWithFullQueue(t *testing.T) {
+	e := newEngine(t, Config{EventQueue: 1})
+	ctx := context.Background()
+	reg, _ := e.Register(ctx, "a", "x")
+	if _, err := e.Dial(ctx, "a", "", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if reg.Queued() != 1 {
+		t.Fatalf("queued = %d, want 1 (full)", reg.Queued())
+	}
+	e.Drain("upgrade")
+	select {
+	case <-reg.Drained():
+	case <-time.After(2 * time.Second):
+		t.Fatal("drain lost with a full queue")
+	}
+	if reg.DrainReason() != "upgrade" {
+		t.Fatalf("reason = %q", reg.DrainReason())
+	}
+	if _, err := e.Dial(ctx, "a", "", "x"); status(err) != http.StatusServiceUnavailable {
+		t.Fatalf("dial while draining: %v, want 503", err)
+	}
+	if _, err := e.Register(ctx, "b", "x"); status(err) != http.StatusServiceUnavailable {
+		t.Fatalf("register while draining: %v, want 503", err)
+	}
+}
+
+// TestCallbackAfterUnregister checks that a callback racing the end of its
+// registration is answered at once (410), never left to the reply bound.
+func TestCallbackAfterUnregister(t *testing.T) {
+	e := newEngine(t, Config{})
+	ctx := context.Background()
+	for i := range 50 {
+		reg, err := e.Register(ctx, "a", "x")
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		pd, _ := e.Dial(ctx, "a", "", "x")
+		reg.Close()
+		start := time.Now()
+		p, err := e.Callback(ctx, pd.Token, reg.ID)
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("round %d: callback answered after %v", i, d)
+		}
+		o := pd.Wait(ctx)
+		switch {
+		case err == nil && o.Pairing == p:
+			// The callback won the race before the listener closed.
+			p.Abort(Server)
+		case status(err) == http.StatusGone && status(o.Err) == http.StatusBadGateway:
+		default:
+			t.Fatalf("round %d: callback %v, outcome %+v", i, err, o)
+		}
+		waitLive(t, e, KindListener, 0)
+	}
+}

@@ -15,7 +15,8 @@ type listener struct {
 	engine  *Engine
 	reg     *Registration
 	pending map[wire.Token]*actor.PID
-	closed  bool // done is closed
+	closed  bool // the registration has ended; done is closed
+	drained bool // drained is closed
 }
 
 func newListener(e *Engine, reg *Registration) *listener {
@@ -36,14 +37,35 @@ func (l *listener) Receive(ctx actor.Context) {
 			ctx.Poison(pid)
 		}
 	case *drainMsg:
-		l.enqueue(Event{Type: wire.EventDrain, Drain: wire.DrainEvent{Reason: m.reason}})
-	case *actor.Stopping:
-		if !l.closed {
-			l.closed = true
-			close(l.reg.done)
+		if !l.drained {
+			l.drained = true
+			l.reg.reason = m.reason
+			close(l.reg.drained)
 		}
+	case *closeMsg:
+		l.close()
+		for _, pid := range l.pending {
+			ctx.Poison(pid)
+		}
+		if len(ctx.Children()) == 0 {
+			ctx.Stop(ctx.Self())
+		}
+	case *actor.Terminated:
+		if l.closed && len(ctx.Children()) == 0 {
+			ctx.Stop(ctx.Self())
+		}
+	case *actor.Stopping:
+		l.close()
 	case *actor.Stopped:
 		l.engine.stats.stopped(kindListener)
+	}
+}
+
+// close marks the registration ended and tells its stream handler.
+func (l *listener) close() {
+	if !l.closed {
+		l.closed = true
+		close(l.reg.done)
 	}
 }
 
@@ -51,6 +73,10 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 	refuse := func(err error) {
 		ctx.Send(l.engine.directory, &tokenDoneMsg{token: m.token})
 		m.reply <- dialReply{err: err}
+	}
+	if l.closed {
+		refuse(refuseListenerGone)
+		return
 	}
 	if len(l.pending) >= l.engine.cfg.MaxPendingPerName {
 		refuse(refuseTooManyPending)
@@ -93,7 +119,7 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 
 func (l *listener) callback(ctx actor.Context, m *callbackMsg) {
 	pid := l.pending[m.token]
-	if pid == nil {
+	if pid == nil || l.closed {
 		m.reply <- callbackReply{err: refuseUsedToken}
 		return
 	}
@@ -107,13 +133,11 @@ func (l *listener) callback(ctx actor.Context, m *callbackMsg) {
 	ctx.Send(pid, m)
 }
 
-// enqueue adds an event without blocking. It reports false if the queue is
-// full, which dial rules out beforehand for connect events.
-func (l *listener) enqueue(ev Event) bool {
+// enqueue adds an event without blocking. A full queue is ruled out
+// beforehand by dial, the queue's only writer.
+func (l *listener) enqueue(ev Event) {
 	select {
 	case l.reg.events <- ev:
-		return true
 	default:
-		return false
 	}
 }

@@ -31,6 +31,11 @@ type registerReply struct {
 	err error
 }
 
+// closeMsg tells a listener its registration has ended: refuse new
+// callbacks, retire the pending children (by Poison, so callbacks already
+// forwarded to them are answered first), and stop once they are gone.
+type closeMsg struct{ quiet }
+
 // unregisterMsg ends a registration. Sent to the directory.
 type unregisterMsg struct {
 	quiet
@@ -92,6 +97,7 @@ type tokenDoneMsg struct {
 type drainMsg struct {
 	quiet
 	reason string
+	reply  chan int // optional: the number of registrations told
 }
 
 // copyDoneMsg reports the end of one direction of a pair.

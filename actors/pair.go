@@ -34,8 +34,8 @@ type pair struct {
 func (e *Engine) startPair(p *Pairing) {
 	pa := &pair{engine: e, pairing: p, client: p.conns[Client], server: p.conns[Server]}
 	if !e.trackPair(pa) {
-		pa.client.Close()
-		pa.server.Close()
+		hardClose(pa.client)
+		hardClose(pa.server)
 		return
 	}
 	e.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa },
@@ -89,8 +89,10 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 		pa.abort()
 	}
 	if pa.finished.Add(1) == 2 {
-		pa.client.Close()
-		pa.server.Close()
+		// Both directions ended cleanly (FIN or close_notify already sent)
+		// or were aborted: nothing is left to say to either peer.
+		hardClose(pa.client)
+		hardClose(pa.server)
 	}
 	pa.engine.root.Send(self, &copyDoneMsg{dir: dir, n: n, err: err})
 }

@@ -54,7 +54,7 @@ func (p *Pairing) Offer(side Side, conn net.Conn, head []byte) bool {
 	p.mu.Lock()
 	if p.closed || p.conns[side] != nil {
 		p.mu.Unlock()
-		conn.Close()
+		hardClose(conn)
 		return false
 	}
 	p.conns[side] = conn
@@ -97,7 +97,7 @@ func (p *Pairing) fail() {
 	p.engine.stats.pairingsFailed.Add(1)
 	for _, c := range conns {
 		if c != nil {
-			c.Close()
+			hardClose(c)
 		}
 	}
 }

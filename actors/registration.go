@@ -28,10 +28,12 @@ type Registration struct {
 	// ClientAddr is the registering server's address.
 	ClientAddr string
 
-	events chan Event    // written by the listener actor only
-	done   chan struct{} // closed by the listener actor when it stops
-	pid    *actor.PID    // set by the directory before the reply
-	engine *Engine
+	events  chan Event    // written by the listener actor only
+	done    chan struct{} // closed by the listener actor when it ends
+	drained chan struct{} // closed by the listener actor on drain
+	reason  string        // the drain reason, set before drained closes
+	pid     *actor.PID    // set by the directory before the reply
+	engine  *Engine
 }
 
 func newRegistration(e *Engine, name, clientAddr string) *Registration {
@@ -41,6 +43,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 		ClientAddr: clientAddr,
 		events:     make(chan Event, e.cfg.EventQueue),
 		done:       make(chan struct{}),
+		drained:    make(chan struct{}),
 		engine:     e,
 	}
 }
@@ -52,6 +55,15 @@ func (r *Registration) Events() <-chan Event { return r.events }
 // Done is closed when the registration has ended: unregistered, or the
 // engine stopped.
 func (r *Registration) Done() <-chan struct{} { return r.done }
+
+// Drained is closed when the relay drains: the stream handler writes the
+// events still queued, then a drain event with DrainReason, and ends the
+// stream. A signal rather than a queued event, so a full queue cannot lose
+// it.
+func (r *Registration) Drained() <-chan struct{} { return r.drained }
+
+// DrainReason returns the drain's reason once Drained is closed.
+func (r *Registration) DrainReason() string { return r.reason }
 
 // Queued returns the number of events waiting in the queue.
 func (r *Registration) Queued() int { return len(r.events) }

@@ -55,36 +55,46 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	if err := write(bb.B); err != nil {
 		return
 	}
+	writeEvent := func(ev actors.Event) error {
+		var err error
+		if ev.Type == wire.EventConnect {
+			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Connect)
+		} else {
+			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Drain)
+		}
+		if err != nil {
+			return err
+		}
+		return write(bb.B)
+	}
 	tick := time.NewTicker(n.cfg.Heartbeat)
 	defer tick.Stop()
 	for {
+		var err error
 		select {
 		case ev := <-reg.Events():
-			var err error
-			switch ev.Type {
-			case wire.EventConnect:
-				bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Connect)
-			default:
-				bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Drain)
+			err = writeEvent(ev)
+		case <-tick.C:
+			err = write(wire.AppendComment(bb.B[:0], "hb"))
+		case <-reg.Drained():
+			// Connect events already queued go out first: their dials
+			// are live. Then the drain event ends the stream.
+			for err == nil && reg.Queued() > 0 {
+				err = writeEvent(<-reg.Events())
 			}
 			if err == nil {
-				err = write(bb.B)
+				err = writeEvent(actors.Event{Type: wire.EventDrain, Drain: wire.DrainEvent{Reason: reg.DrainReason()}})
 			}
-			if err != nil {
-				n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
-				return
-			}
-			if ev.Type == wire.EventDrain {
-				return
-			}
-		case <-tick.C:
-			if err := write(wire.AppendComment(bb.B[:0], "hb")); err != nil {
-				n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
+			if err == nil {
 				return
 			}
 		case <-reg.Done():
 			return
 		case <-r.Context().Done():
+			return
+		}
+		if err != nil {
+			n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
 			return
 		}
 	}

@@ -19,6 +19,7 @@ import (
 // runs it. ListenAndServe, Serve, Shutdown and Close add the lifecycle.
 type Node struct {
 	cfg    Config
+	tls    *tls.Config // nil: plain TCP
 	log    *slog.Logger
 	engine *actors.Engine
 
@@ -36,12 +37,17 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	engine, err := actors.NewEngine(cfg.engineConfig())
 	if err != nil {
 		return nil, err
 	}
 	return &Node{
 		cfg:     cfg,
+		tls:     tlsCfg,
 		log:     cfg.Logger,
 		engine:  engine,
 		servers: make(map[*http.Server]struct{}),
@@ -127,8 +133,12 @@ func (n *Node) ListenAndServe(addr string) error {
 }
 
 // Serve serves the relay on ln, with the node's header timeout and size
-// limit. It returns http.ErrServerClosed after Shutdown or Close.
+// limit, over TLS when the Config has a certificate. It returns
+// http.ErrServerClosed after Shutdown or Close.
 func (n *Node) Serve(ln net.Listener) error {
+	if n.tls != nil {
+		ln = tls.NewListener(ln, n.tls)
+	}
 	srv := &http.Server{
 		Handler:           n,
 		ReadHeaderTimeout: n.cfg.ReadHeaderTimeout,

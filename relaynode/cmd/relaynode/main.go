@@ -69,6 +69,8 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs.DurationVar(&cfg.CallbackTimeout, "callback-timeout", 10*time.Second, "how long a dial waits for the server's callback before 504")
 	fs.DurationVar(&cfg.EventWriteTimeout, "event-write-timeout", 10*time.Second, "deadline for writing one SSE event; a stream that misses it is dropped")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "deadline for reading request headers")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
 	fs.IntVar(&cfg.EventQueue, "event-queue", 64, "SSE events one registration may have queued; a dial finding it full gets 503")
 	fs.IntVar(&cfg.MaxPendingPerName, "max-pending-per-name", 1024, "dials that may wait on one registration")
 	cfg.Mailboxes = actors.DefaultMailboxes
@@ -102,7 +104,11 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 		node.Close()
 		return err
 	}
-	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("node", node.Engine().NodeID()))
+	scheme := "http"
+	if cfg.TLSCertFile != "" {
+		scheme = "https"
+	}
+	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("node", node.Engine().NodeID()))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
