@@ -52,6 +52,11 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e.system = actor.NewActorSystemWithConfig(actor.Configure(
 		func(c *actor.Config) { c.LoggerFactory = func(*actor.ActorSystem) *slog.Logger { return actorLog } },
 		actor.WithDeadLetterRequestLogging(false),
+		// A dead letter starts a throttle goroutine that lives one
+		// interval. Stops sent to actors that just died make dead letters
+		// at shutdown; a short interval lets Close leave no goroutine
+		// behind for long. The throttled log lines are below warn anyway.
+		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
 	))
 	e.root = e.system.Root
 	e.directory = e.root.Spawn(actor.PropsFromProducer(
@@ -95,6 +100,19 @@ func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
 	}
 }
 
+// lateReply collects the reply to a request whose caller gave up because
+// ctx ended, so that what the actors granted meanwhile (a registration, a
+// pending dial, a pairing) is released at once rather than at its deadline.
+// It waits at most the reply bound, and reports whether a reply came.
+func lateReply[R any](e *Engine, ctx context.Context, reply chan R) (R, bool) {
+	var zero R
+	if ctx.Err() == nil {
+		return zero, false // the reply bound passed: the actor is gone
+	}
+	r, err := await(context.Background(), e, reply)
+	return r, err == nil
+}
+
 // Register registers name for a server at clientAddr. It fails with a
 // *Refusal: 409 if the name is live, 503 if the engine drains.
 func (e *Engine) Register(ctx context.Context, name, clientAddr string) (*Registration, error) {
@@ -105,6 +123,9 @@ func (e *Engine) Register(ctx context.Context, name, clientAddr string) (*Regist
 	e.send(e.directory, &registerMsg{name: name, clientAddr: clientAddr, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
+		if r, late := lateReply(e, ctx, reply); late && r.reg != nil {
+			r.reg.Close()
+		}
 		return nil, err
 	}
 	return r.reg, r.err
@@ -122,6 +143,9 @@ func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) 
 	e.send(e.directory, &dialMsg{name: name, clientName: clientName, clientAddr: clientAddr, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
+		if r, late := lateReply(e, ctx, reply); late && r.pending != nil {
+			r.pending.Cancel()
+		}
 		return nil, err
 	}
 	return r.pending, r.err
@@ -139,6 +163,9 @@ func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (
 	e.send(e.directory, &callbackMsg{token: token, registration: registration, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
+		if r, late := lateReply(e, ctx, reply); late && r.pairing != nil {
+			r.pairing.Abort(Server)
+		}
 		return nil, err
 	}
 	return r.pairing, r.err

@@ -55,6 +55,16 @@ func (p *PendingDial) Wait(ctx context.Context) Outcome {
 	}
 }
 
+// Cancel abandons the dial: its token is spent, and a callback that won the
+// race is cut. It returns within the deadline plus the engine's reply bound.
+func (p *PendingDial) Cancel() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if o := p.Wait(ctx); o.Pairing != nil {
+		o.Pairing.Abort(Client)
+	}
+}
+
 // pending is the actor of one dial waiting for its callback. It sends
 // exactly one Outcome, at the latest in Stopping.
 type pending struct {

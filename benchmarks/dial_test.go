@@ -2,7 +2,6 @@ package benchmarks
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -56,14 +55,21 @@ func BenchmarkDialRate(b *testing.B) {
 		}
 	}
 	b.Run("path=direct", func(b *testing.B) { run(b, direct(b, false)) })
-	for _, mb := range []actors.Mailbox{
-		{Kind: actors.MailboxUnbounded},
-		{Kind: actors.MailboxUnboundedLockfree},
-		{Kind: actors.MailboxBounded, Size: 1024},
+	all := func(mb actors.Mailbox) actors.Mailboxes {
+		return actors.Mailboxes{Directory: mb, Listener: mb, Pending: mb, Pair: mb}
+	}
+	for _, c := range []struct {
+		name string
+		mbs  actors.Mailboxes
+	}{
+		{"defaults", actors.DefaultMailboxes},
+		{"all=unbounded", all(actors.Mailbox{Kind: actors.MailboxUnbounded})},
+		{"all=unbounded-lockfree", all(actors.Mailbox{Kind: actors.MailboxUnboundedLockfree})},
+		{"all=bounded:1024", all(actors.Mailbox{Kind: actors.MailboxBounded, Size: 1024})},
+		{"all=bounded:64", all(actors.Mailbox{Kind: actors.MailboxBounded, Size: 64})},
 	} {
-		b.Run("path=relay/mailbox="+mb.String(), func(b *testing.B) {
-			cfg := relaynode.Config{Mailboxes: actors.Mailboxes{Directory: mb, Listener: mb, Pending: mb, Pair: mb}}
-			dial, _ := relayed(b, cfg, false)
+		b.Run("path=relay/mailbox="+c.name, func(b *testing.B) {
+			dial, _ := relayed(b, relaynode.Config{Mailboxes: c.mbs}, false)
 			run(b, dial)
 		})
 	}
@@ -97,7 +103,7 @@ func BenchmarkBulk(b *testing.B) {
 				n |= int64(cnt[i]) << (8 * i)
 			}
 			if n != size {
-				b.Fatal(fmt.Sprintf("sink counted %d, sent %d", n, size))
+				b.Fatalf("sink counted %d, sent %d", n, size)
 			}
 			c.Close()
 		}

@@ -40,12 +40,15 @@ func (d *RelayDialer) Dial(network, address string) (net.Conn, error) {
 // http://name/ work through http.Transport. It returns once the relay has
 // spliced the connection to the server's callback, or with a *RelayError
 // (404 unknown name, 503 busy, 504 the server did not call back), or with
-// ctx's error. The returned conn is a *Conn.
+// ctx's error. The dial is also bounded by WithDialTimeout (default 30s).
+// The returned conn is a *Conn.
 func (d *RelayDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	name := address
 	if host, _, err := net.SplitHostPort(address); err == nil {
 		name = host
 	}
+	ctx, cancel := context.WithTimeout(ctx, d.opts.dialTimeout)
+	defer cancel()
 	c, err := d.dial(ctx, network, name)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: dial %q: %w", name, err)

@@ -35,15 +35,15 @@ type RelayError struct {
 	Reason string
 }
 
+// Error returns "relay refused: STATUS REASON". The API functions wrap it
+// once with the operation and name: `endpoints: dial "echo": relay
+// refused: 404 unknown name`.
 func (e *RelayError) Error() string {
 	reason := e.Reason
 	if reason == "" {
 		reason = http.StatusText(e.Status)
 	}
-	if e.Name != "" {
-		return fmt.Sprintf("endpoints: %s %q: relay refused: %d %s", e.Op, e.Name, e.Status, reason)
-	}
-	return fmt.Sprintf("endpoints: %s: relay refused: %d %s", e.Op, e.Status, reason)
+	return fmt.Sprintf("relay refused: %d %s", e.Status, reason)
 }
 
 // Timeout reports whether the refusal is the relay's 504: the server did

@@ -33,18 +33,25 @@ func ListenRelay(network, address, relayURL string, opts ...Option) (net.Listene
 }
 
 // Listen registers address (a name) on the relay and returns once the
-// relay has confirmed the registration with its ready event. It fails with
-// a *RelayError when the relay refuses, for example 409 when the name is
-// taken. The returned listener's Accept returns *Conn values.
+// relay has confirmed the registration with its ready event, or after the
+// handshake timeout (WithHandshakeTimeout). It fails with a *RelayError
+// when the relay refuses, for example 409 when the name is taken. The
+// returned listener's Accept returns *Conn values.
 func (rl *RelayListener) Listen(network, address string) (net.Listener, error) {
-	l, err := rl.listen(network, address)
+	return rl.ListenContext(context.Background(), network, address)
+}
+
+// ListenContext is Listen bounded by ctx as well as the handshake timeout.
+// ctx bounds the registration only, not the listener's life.
+func (rl *RelayListener) ListenContext(ctx context.Context, network, address string) (net.Listener, error) {
+	l, err := rl.listen(ctx, network, address)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: listen %q: %w", address, err)
 	}
 	return l, nil
 }
 
-func (rl *RelayListener) listen(network, name string) (*listener, error) {
+func (rl *RelayListener) listen(ctx context.Context, network, name string) (*listener, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
 	}
@@ -55,7 +62,7 @@ func (rl *RelayListener) listen(network, name string) (*listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), rl.opts.handshake)
+	ctx, cancel := context.WithTimeout(ctx, rl.opts.handshake)
 	defer cancel()
 	raw, err := r.connect(ctx, &rl.opts, network)
 	if err != nil {
@@ -68,12 +75,16 @@ func (rl *RelayListener) listen(network, name string) (*listener, error) {
 		return nil, err
 	}
 	sse := wire.NewReader(resp.Body, 0, 0)
-	_ = conn.SetReadDeadline(time.Now().Add(rl.opts.handshake))
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	ev, err := sse.Next()
+	if !stop() {
+		err = ctx.Err()
+	}
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("read ready event: %w", err)
 	}
+	_ = conn.SetDeadline(time.Time{})
 	if ev.Type != wire.EventReady {
 		conn.Close()
 		return nil, fmt.Errorf("%w: first event %q, want %q", ErrProtocol, ev.Type, wire.EventReady)
@@ -205,7 +216,7 @@ func (l *listener) readEvents() error {
 	for {
 		ev, err := l.sse.Next()
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrStreamEnded, err)
+			return fmt.Errorf("%w: %w", ErrStreamEnded, err)
 		}
 		switch ev.Type {
 		case wire.EventConnect:

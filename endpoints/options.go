@@ -15,6 +15,7 @@ type options struct {
 	callbackWorkers int
 	acceptBacklog   int
 	handshake       time.Duration
+	dialTimeout     time.Duration
 }
 
 func buildOptions(opts []Option) options {
@@ -23,6 +24,7 @@ func buildOptions(opts []Option) options {
 		callbackWorkers: 16,
 		acceptBacklog:   64,
 		handshake:       10 * time.Second,
+		dialTimeout:     30 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -43,8 +45,9 @@ func WithDialer(d *net.Dialer) Option {
 	}
 }
 
-// WithLogger sets the logger of a listener or dialer. The library is silent
-// by default; failed callbacks are logged at debug.
+// WithLogger sets the logger of a listener. The library is silent by
+// default; failed callbacks and bad events are logged at debug. Dialers
+// log nothing: they return every failure as an error.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
@@ -66,6 +69,18 @@ func WithAcceptBacklog(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.acceptBacklog = n
+		}
+	}
+}
+
+// WithDialTimeout bounds a whole dial: the connection to the relay, the
+// wait for the server's callback, and the 101 (default 30s, longer than the
+// relay's default 10s callback timeout). It applies on top of the context
+// given to DialContext. Zero or less keeps the default.
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.dialTimeout = d
 		}
 	}
 }

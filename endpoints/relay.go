@@ -77,9 +77,9 @@ func (r relay) connect(ctx context.Context, o *options, network string) (net.Con
 // cancellation interrupts the I/O. A non-wantStatus answer becomes a
 // *RelayError.
 func exchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header []string, wantStatus int) (*http.Response, *bufio.Reader, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
+	// The context alone bounds the exchange: when it ends, the conn's
+	// deadline moves to the past and the I/O returns, and ctxErr reports
+	// the context's error rather than the I/O error it caused.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 

@@ -1,0 +1,508 @@
+package endpoints_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// Names used by the tests.
+const (
+	serverName = "echo"
+	clientName = "client-1"
+)
+
+// ioTimeout bounds every single network step of a test: a read, a write, a
+// handshake. It is a bound against hangs, never a timing assertion.
+const ioTimeout = 10 * time.Second
+
+// scaled returns full when the full-size checks run (no race detector, not
+// -short), and small otherwise.
+func scaled(full, small int) int {
+	if raceOn || testing.Short() {
+		return small
+	}
+	return full
+}
+
+// contextDialer is what a transport's dialer offers the tests.
+type contextDialer interface {
+	Dial(network, address string) (net.Conn, error)
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// transport is one way for the endpoints to reach each other through a
+// relay. Endpoint tests run their body once per transport, as yamux runs
+// its tests over several stream implementations; MTLS end to end and TLS to
+// the relay are to be added here.
+type transport struct {
+	name string
+	// relay adjusts the relay's config for the transport.
+	relay func(*relaynode.Config)
+	// listen registers name on r.
+	listen func(r *relaytest.Relay, name string, opts ...endpoints.Option) (net.Listener, error)
+	// dialer returns a dialer through r introducing itself as client.
+	dialer func(r *relaytest.Relay, client string, opts ...endpoints.Option) contextDialer
+}
+
+// tcpTransport is plain HTTP to the relay and plain TCP end to end. The
+// tests that speak the protocol by hand (raw helpers) use it alone.
+var tcpTransport = transport{
+	name:  "tcp",
+	relay: func(*relaynode.Config) {},
+	listen: func(r *relaytest.Relay, name string, opts ...endpoints.Option) (net.Listener, error) {
+		return endpoints.ListenRelay("tcp", name, r.URL, opts...)
+	},
+	dialer: func(r *relaytest.Relay, client string, opts ...endpoints.Option) contextDialer {
+		return endpoints.NewRelayDialer(r.Addr, client, opts...)
+	},
+}
+
+var transports = []transport{tcpTransport}
+
+// pairConfig tunes newPairWith; its zero value is newPair's setup.
+type pairConfig struct {
+	relay      relaynode.Config
+	listenOpts []endpoints.Option
+	dialOpts   []endpoints.Option
+}
+
+// newPair starts a relay, registers serverName on it and returns the relay,
+// the listener and a dialer introducing itself as clientName. The listener
+// is closed in the test's cleanup, before the relay.
+func newPair(t testing.TB, tr transport) (*relaytest.Relay, net.Listener, contextDialer) {
+	t.Helper()
+	return newPairWith(t, tr, pairConfig{})
+}
+
+func newPairWith(t testing.TB, tr transport, pc pairConfig) (*relaytest.Relay, net.Listener, contextDialer) {
+	t.Helper()
+	tr.relay(&pc.relay)
+	r := relaytest.Start(t, pc.relay)
+	ln, err := tr.listen(r, serverName, pc.listenOpts...)
+	if err != nil {
+		t.Fatalf("listen %q: %v", serverName, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return r, ln, tr.dialer(r, clientName, pc.dialOpts...)
+}
+
+// failedCounter is the listener's count of failed callbacks.
+type failedCounter interface{ Failed() int64 }
+
+type closeWriter interface{ CloseWrite() error }
+
+// server runs an accept loop on a listener and one goroutine per accepted
+// conn. Cleanup closes the listener and every conn still open, and waits
+// for all the goroutines.
+type server struct {
+	ln       net.Listener
+	accepted atomic.Int64
+	done     chan struct{} // closed when the accept loop has returned
+	err      error         // the error that ended the accept loop; read after done
+
+	wg    sync.WaitGroup // handler goroutines
+	mu    sync.Mutex     // guards conns
+	conns map[net.Conn]struct{}
+}
+
+// serve starts an accept loop on ln that runs handle for each conn and
+// closes the conn when handle returns.
+func serve(t testing.TB, ln net.Listener, handle func(net.Conn)) *server {
+	t.Helper()
+	s := &server{ln: ln, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
+	go s.loop(handle)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// serveEcho echoes every accepted conn until it reads EOF, then closes it.
+func serveEcho(t testing.TB, ln net.Listener) *server {
+	t.Helper()
+	return serve(t, ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		_, _ = io.Copy(c, c)
+	})
+}
+
+func (s *server) loop(handle func(net.Conn)) {
+	defer close(s.done)
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.accepted.Add(1)
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				c.Close()
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+			}()
+			handle(c)
+		}()
+	}
+}
+
+func (s *server) stop() {
+	s.ln.Close()
+	<-s.done
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// acceptOne accepts one conn on ln, bounded by ioTimeout, and closes it in
+// cleanup.
+func acceptOne(t testing.TB, ln net.Listener) net.Conn {
+	t.Helper()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("accept: %v", r.err)
+		}
+		t.Cleanup(func() { r.c.Close() })
+		return r.c
+	case <-time.After(ioTimeout):
+		// Closing the listener ends the Accept, so no goroutine leaks.
+		ln.Close()
+		if r := <-ch; r.c != nil {
+			r.c.Close()
+		}
+		t.Fatalf("accept: nothing within %v", ioTimeout)
+		return nil
+	}
+}
+
+// dialResult is the outcome of a dial run in a goroutine.
+type dialResult struct {
+	c   net.Conn
+	err error
+}
+
+// goDial dials serverName in a goroutine, so that the test can play the
+// server by hand meanwhile. Cleanup cancels the dial if it still runs,
+// waits for it, and closes a conn that nobody collected.
+func goDial(t testing.TB, ctx context.Context, d contextDialer) <-chan dialResult {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan dialResult, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := d.DialContext(ctx, "tcp", serverName)
+		ch <- dialResult{c, err}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		select {
+		case r := <-ch:
+			if r.c != nil {
+				r.c.Close()
+			}
+		default:
+		}
+	})
+	return ch
+}
+
+// waitDial waits for a goDial's result, bounded by timeout. A conn it
+// returns is closed in cleanup.
+func waitDial(t testing.TB, ch <-chan dialResult, timeout time.Duration) dialResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.c != nil {
+			t.Cleanup(func() { r.c.Close() })
+		}
+		return r
+	case <-time.After(timeout):
+		t.Fatalf("dial did not return within %v", timeout)
+		return dialResult{}
+	}
+}
+
+// liveActors returns the engine's live count of kind k.
+func liveActors(r *relaytest.Relay, k actors.Kind) int64 {
+	return r.Node.Engine().Stats().Kinds[k].Live
+}
+
+// waitEngineIdle waits until the relay has no pending dial and no pair.
+func waitEngineIdle(t testing.TB, r *relaytest.Relay, timeout time.Duration) {
+	t.Helper()
+	relaytest.Eventually(t, timeout, func() bool {
+		s := r.Node.Engine().Stats()
+		return s.Kinds[actors.KindPending].Live == 0 && s.Kinds[actors.KindPair].Live == 0
+	}, fmt.Sprintf("engine not idle: %+v", r.Node.Engine().Stats().Kinds))
+}
+
+// randomBytes returns n bytes of a ChaCha8 stream seeded with seed.
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8(chachaSeed(seed)).Read(b)
+	return b
+}
+
+func chachaSeed(seed uint64) [32]byte {
+	var s [32]byte
+	for i := range 8 {
+		s[i] = byte(seed >> (8 * i))
+	}
+	return s
+}
+
+// readExactlyThenEOF reads len(want) bytes from r, checks them, and checks
+// that r then ends.
+func readExactlyThenEOF(t testing.TB, what string, r io.Reader, want []byte) {
+	t.Helper()
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatalf("%s: read %d bytes: %v", what, len(want), err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s: %d bytes differ from what was sent (first diff at %d)", what, len(want), firstDiff(got, want))
+	}
+	var one [1]byte
+	if n, err := r.Read(one[:]); n != 0 || err != io.EOF {
+		t.Fatalf("%s: after %d bytes read %d more, err %v; want EOF", what, len(want), n, err)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// stream is one direction of a transfer as seen by one end.
+type stream struct {
+	n   int64
+	sum [sha256.Size]byte
+}
+
+// shuttle writes size bytes of ChaCha8 data from seed on c and half-closes
+// it, while reading c to EOF. It returns what it sent and what it received.
+// Both run at once, so neither end can stall the other.
+func shuttle(c net.Conn, seed uint64, size int) (sent, recv stream, err error) {
+	werr := make(chan error, 1)
+	go func() {
+		rng := rand.NewChaCha8(chachaSeed(seed))
+		h := sha256.New()
+		buf := make([]byte, 32<<10)
+		for left := size; left > 0; {
+			n := min(left, len(buf))
+			_, _ = rng.Read(buf[:n])
+			h.Write(buf[:n])
+			m, err := c.Write(buf[:n])
+			sent.n += int64(m)
+			if err != nil {
+				werr <- fmt.Errorf("write: %w", err)
+				return
+			}
+			left -= n
+		}
+		h.Sum(sent.sum[:0])
+		cw, ok := c.(closeWriter)
+		if !ok {
+			werr <- fmt.Errorf("%T has no CloseWrite", c)
+			return
+		}
+		werr <- cw.CloseWrite()
+	}()
+	h := sha256.New()
+	buf := make([]byte, 32<<10)
+	recv.n, err = io.CopyBuffer(h, readerOnly{c}, buf)
+	h.Sum(recv.sum[:0])
+	if err != nil {
+		err = fmt.Errorf("read after %d bytes: %w", recv.n, err)
+		c.Close() // unblocks the writer
+	}
+	return sent, recv, errors.Join(err, <-werr)
+}
+
+type readerOnly struct{ io.Reader }
+
+// Raw protocol helpers: for the tests that play one side by hand.
+
+// rawServer is a registration made by hand: the stream's socket, its SSE
+// reader and the registration id from the ready event.
+type rawServer struct {
+	conn  net.Conn
+	sse   *wire.Reader
+	regID string
+}
+
+// rawListen registers name on the relay at relayAddr with a hand-written
+// request and reads the ready event. The stream is closed in cleanup.
+func rawListen(t testing.TB, relayAddr, name string) *rawServer {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", relayAddr, ioTimeout)
+	if err != nil {
+		t.Fatalf("raw listen: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
+	req := "POST " + wire.PathListen + name + " HTTP/1.1\r\nHost: " + relayAddr + "\r\nContent-Length: 0\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatalf("raw listen: write: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("raw listen: read response: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("raw listen %q: status %d, want 200", name, resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != wire.ContentTypeEventStream {
+		t.Fatalf("raw listen: Content-Type %q, want %q", ct, wire.ContentTypeEventStream)
+	}
+	sse := wire.NewReader(resp.Body, 0, 0)
+	ev, err := sse.Next()
+	if err != nil {
+		t.Fatalf("raw listen: read ready event: %v", err)
+	}
+	if ev.Type != wire.EventReady {
+		t.Fatalf("raw listen: first event %q, want %q", ev.Type, wire.EventReady)
+	}
+	ready, err := wire.ParseReady(ev.Data)
+	if err != nil {
+		t.Fatalf("raw listen: %v", err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &rawServer{conn: conn, sse: sse, regID: ready.Registration}
+}
+
+// nextConnect reads the stream up to its next connect event, bounded by
+// ioTimeout, passing over other events.
+func (s *rawServer) nextConnect(t testing.TB) wire.ConnectEvent {
+	t.Helper()
+	_ = s.conn.SetReadDeadline(time.Now().Add(ioTimeout))
+	defer s.conn.SetReadDeadline(time.Time{})
+	for range 100 {
+		ev, err := s.sse.Next()
+		if err != nil {
+			t.Fatalf("raw server: read connect event: %v", err)
+		}
+		if ev.Type != wire.EventConnect {
+			continue
+		}
+		ce, err := wire.ParseConnect(ev.Data)
+		if err != nil {
+			t.Fatalf("raw server: %v", err)
+		}
+		return ce
+	}
+	t.Fatal("raw server: no connect event among 100 events")
+	return wire.ConnectEvent{}
+}
+
+// rawAccept sends the callback for token with registration id regID on a
+// new connection, with extra in the same write as the request. It returns
+// the status and, for a 101, the connection and the reader holding any
+// bytes that came behind the 101; that connection is closed in cleanup.
+// Any other answer's connection is closed at once. An I/O failure is
+// reported with t.Errorf (so it may run in any goroutine) and returns 0.
+func rawAccept(t testing.TB, relayAddr, token, regID string, extra []byte) (int, net.Conn, *bufio.Reader) {
+	t.Helper()
+	req := "POST " + wire.PathAccept + token + " HTTP/1.1\r\nHost: " + relayAddr +
+		"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol +
+		"\r\n" + wire.HeaderRegistration + ": " + regID + "\r\nContent-Length: 0\r\n\r\n"
+	return rawUpgrade(t, relayAddr, "accept", append([]byte(req), extra...), nil)
+}
+
+// rawDial sends a dial request for name, with extra in the same write. If
+// before is not nil, it is awaited between the write and the read of the
+// answer. Results are as for rawAccept.
+func rawDial(t testing.TB, relayAddr, name, client string, extra []byte, before <-chan struct{}) (int, net.Conn, *bufio.Reader) {
+	t.Helper()
+	req := "POST " + wire.PathDial + name + " HTTP/1.1\r\nHost: " + relayAddr +
+		"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol +
+		"\r\n" + wire.HeaderClientName + ": " + client + "\r\nContent-Length: 0\r\n\r\n"
+	return rawUpgrade(t, relayAddr, "dial", append([]byte(req), extra...), before)
+}
+
+func rawUpgrade(t testing.TB, relayAddr, op string, req []byte, before <-chan struct{}) (int, net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", relayAddr, ioTimeout)
+	if err != nil {
+		t.Errorf("raw %s: %v", op, err)
+		return 0, nil, nil
+	}
+	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
+	if _, err := conn.Write(req); err != nil {
+		conn.Close()
+		t.Errorf("raw %s: write: %v", op, err)
+		return 0, nil, nil
+	}
+	if before != nil {
+		select {
+		case <-before:
+		case <-time.After(ioTimeout):
+			conn.Close()
+			t.Errorf("raw %s: the awaited event did not come within %v", op, ioTimeout)
+			return 0, nil, nil
+		}
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		t.Errorf("raw %s: read response: %v", op, err)
+		return 0, nil, nil
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, wire.MaxReasonLen))
+		resp.Body.Close()
+		conn.Close()
+		return resp.StatusCode, nil, nil
+	}
+	if up := resp.Header.Get("Upgrade"); !strings.EqualFold(up, wire.UpgradeProtocol) {
+		conn.Close()
+		t.Errorf("raw %s: 101 with Upgrade %q", op, up)
+		return 0, nil, nil
+	}
+	_ = conn.SetDeadline(time.Time{})
+	t.Cleanup(func() { conn.Close() })
+	return resp.StatusCode, conn, br
+}
