@@ -83,6 +83,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
 		actor.WithMailbox(d.engine.cfg.Mailboxes.Listener.producer(d.engine.stats.mailbox(kindListener))),
 		actor.WithSupervisor(stopOnPanic))
+	d.engine.stats.started(kindListener) // counted at spawn, so Live is never behind
 	pid := ctx.Spawn(props)
 	reg.pid = pid
 	d.names[m.name] = pid

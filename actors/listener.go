@@ -25,8 +25,6 @@ func newListener(e *Engine, reg *Registration) *listener {
 
 func (l *listener) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *actor.Started:
-		l.engine.stats.started(kindListener)
 	case *dialMsg:
 		l.dial(ctx, m)
 	case *callbackMsg:
@@ -101,6 +99,7 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 		deadline:     deadline,
 		outcome:      pd.outcome,
 	}
+	l.engine.stats.started(kindPending) // counted at spawn, so Live is never behind
 	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return p },
 		actor.WithMailbox(l.engine.cfg.Mailboxes.Pending.producer(l.engine.stats.mailbox(kindPending)))))
 	pd.pid = pid

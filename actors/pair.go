@@ -38,6 +38,7 @@ func (e *Engine) startPair(p *Pairing) {
 		hardClose(pa.server)
 		return
 	}
+	e.stats.started(kindPair) // counted at spawn, so Live is never behind
 	e.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa },
 		actor.WithMailbox(e.cfg.Mailboxes.Pair.producer(e.stats.mailbox(kindPair))),
 		actor.WithGuardian(stopOnPanic)))
@@ -46,7 +47,6 @@ func (e *Engine) startPair(p *Pairing) {
 func (pa *pair) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		pa.engine.stats.started(kindPair)
 		pa.started = time.Now()
 		p := pa.pairing
 		pa.engine.stats.spliced.Add(1)

@@ -84,7 +84,6 @@ type pending struct {
 func (p *pending) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
-		p.engine.stats.started(kindPending)
 		self, root := ctx.Self(), p.engine.root
 		p.timer = time.AfterFunc(time.Until(p.deadline), func() { root.Send(self, &expireMsg{}) })
 	case *callbackMsg:

@@ -69,7 +69,8 @@ func (m mailboxCounter) MailboxEmpty()       {}
 
 // KindStats are one actor kind's figures.
 type KindStats struct {
-	// Live is the number of actors of the kind now running.
+	// Live is the number of actors of the kind now running, counted from
+	// their spawn to their Stopped.
 	Live int64
 	// Processed is the number of messages they have processed.
 	Processed int64

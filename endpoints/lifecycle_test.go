@@ -369,14 +369,16 @@ func TestRelayCloseLeavesNoGoroutine(t *testing.T) {
 
 // TestHungUpDialIsForgotten checks that a client that hangs up right after
 // its dial request leaves nothing behind at the relay: the pending dial
-// ends, and the server's callback for it is refused rather than spliced to
-// nobody.
+// ends well before its 1-minute deadline, and the server's callback for it
+// is refused, or, when it won the race against the relay noticing the
+// hang-up, its conn is cut at once rather than at the deadline.
 func TestHungUpDialIsForgotten(t *testing.T) {
 	const iterations = 200
 	r := relaytest.Start(t, relaynode.Config{CallbackTimeout: time.Minute})
 	raw := rawListen(t, r.Addr, serverName)
 	req := "POST " + wire.PathDial + serverName + " HTTP/1.1\r\nHost: " + r.Addr +
 		"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol + "\r\nContent-Length: 0\r\n\r\n"
+	refused, cut := 0, 0
 	for i := range iterations {
 		conn, err := net.DialTimeout("tcp", r.Addr, ioTimeout)
 		if err != nil {
@@ -391,11 +393,23 @@ func TestHungUpDialIsForgotten(t *testing.T) {
 		relaytest.Eventually(t, 3*time.Second, func() bool { return liveActors(r, actors.KindPending) == 0 },
 			fmt.Sprintf("iteration %d: the hung-up dial is still pending (CallbackTimeout 1m)", i))
 		status, sconn, _ := rawAccept(t, r.Addr, ce.Token, raw.regID, nil)
+		switch status {
+		case http.StatusGone, http.StatusNotFound:
+			refused++
+		case http.StatusSwitchingProtocols:
+			sconn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			n, err := sconn.Read(make([]byte, 1))
+			if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("iteration %d: spliced to a hung-up client and not cut within 3s: read %d, %v", i, n, err)
+			}
+			cut++
+		default:
+			t.Fatalf("iteration %d: callback for the hung-up dial: status %d, want 410, 404 or a 101 cut at once", i, status)
+		}
 		if sconn != nil {
 			sconn.Close()
 		}
-		if status != http.StatusGone && status != http.StatusNotFound {
-			t.Fatalf("iteration %d: callback for the hung-up dial: status %d, want 410 or 404", i, status)
-		}
 	}
+	t.Logf("%d callbacks refused, %d spliced and cut at once", refused, cut)
+	relaytest.Eventually(t, 3*time.Second, func() bool { return liveActors(r, actors.KindPair) == 0 }, "pairs left")
 }
