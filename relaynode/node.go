@@ -26,9 +26,11 @@ type Node struct {
 	handlers sync.WaitGroup // ServeHTTP calls in flight
 	draining atomic.Bool
 
-	mu      sync.Mutex // guards the following
-	servers map[*http.Server]struct{}
-	closing bool // set by Close: no new handlers, no new servers
+	mu        sync.Mutex // guards the following
+	servers   map[*http.Server]struct{}
+	closing   bool       // set by Close: no new handlers, no new servers
+	conns     int        // connections of our servers not yet closed or hijacked
+	connsGone *sync.Cond // signalled when conns falls to zero
 }
 
 // New returns a Node for cfg, whose zero value means safe defaults.
@@ -45,13 +47,15 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Node{
+	n := &Node{
 		cfg:     cfg,
 		tls:     tlsCfg,
 		log:     cfg.Logger,
 		engine:  engine,
 		servers: make(map[*http.Server]struct{}),
-	}, nil
+	}
+	n.connsGone = sync.NewCond(&n.mu)
+	return n, nil
 }
 
 // Engine returns the node's actor engine, for its counters.
@@ -149,6 +153,7 @@ func (n *Node) Serve(ln net.Listener) error {
 		ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 		// HTTP/1.1 only: an HTTP/2 request cannot be hijacked.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ConnState:    n.connState,
 	}
 	n.mu.Lock()
 	if n.closing {
@@ -159,6 +164,43 @@ func (n *Node) Serve(ln net.Listener) error {
 	n.servers[srv] = struct{}{}
 	n.mu.Unlock()
 	return srv.Serve(ln)
+}
+
+// connState counts our servers' connections, so that Close can wait for
+// their goroutines: http.Server.Close does not (after an error response it
+// lingers up to 500ms in closeWriteAndWait).
+func (n *Node) connState(_ net.Conn, st http.ConnState) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		n.conns++
+	case http.StateClosed, http.StateHijacked:
+		n.conns--
+		if n.conns == 0 {
+			n.connsGone.Broadcast()
+		}
+	}
+}
+
+// waitConns waits, at most d, for our servers' connections to be gone.
+func (n *Node) waitConns(d time.Duration) {
+	t := time.AfterFunc(d, func() {
+		n.mu.Lock()
+		n.connsGone.Broadcast()
+		n.mu.Unlock()
+	})
+	defer t.Stop()
+	deadline := time.Now().Add(d)
+	n.mu.Lock()
+	for n.conns > 0 && time.Now().Before(deadline) {
+		n.connsGone.Wait()
+	}
+	left := n.conns
+	n.mu.Unlock()
+	if left > 0 {
+		n.log.Warn("close: connections still open", slog.Int("conns", left))
+	}
 }
 
 // Shutdown drains the relay: new registrations and dials get 503, every
@@ -216,5 +258,6 @@ func (n *Node) Close() error {
 	// registration, which returns their handlers.
 	err := n.engine.Close()
 	n.handlers.Wait()
+	n.waitConns(2 * time.Second)
 	return err
 }
