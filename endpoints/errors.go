@@ -16,6 +16,13 @@ var (
 	ErrBadRelayAddress = errors.New("endpoints: bad relay address")
 	// ErrProtocol is returned when the relay's answer breaks the protocol.
 	ErrProtocol = errors.New("endpoints: protocol error")
+	// ErrNoTLSConfig is returned by the MTLS dialers and listeners for a
+	// nil *tls.Config.
+	ErrNoTLSConfig = errors.New("endpoints: nil tls.Config")
+	// ErrNoCertificate is returned by the MTLS listeners for a config with
+	// no certificate source (Certificates, GetCertificate or
+	// GetConfigForClient), and for a mutual config with no ClientCAs.
+	ErrNoCertificate = errors.New("endpoints: tls.Config has no certificate")
 	// ErrStreamEnded is the cause of a listener's death when the relay
 	// ended its registration stream (a drain, a restart).
 	ErrStreamEnded = errors.New("endpoints: registration stream ended")

@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"time"
@@ -16,6 +17,7 @@ type options struct {
 	acceptBacklog   int
 	handshake       time.Duration
 	dialTimeout     time.Duration
+	relayTLS        *tls.Config
 }
 
 func buildOptions(opts []Option) options {
@@ -71,6 +73,15 @@ func WithAcceptBacklog(n int) Option {
 			o.acceptBacklog = n
 		}
 	}
+}
+
+// WithRelayTLS sets the TLS configuration used toward an https:// relay:
+// its RootCAs, and Certificates for mTLS to the relay. It is cloned per
+// connection; an empty ServerName takes the relay's host, and NextProtos is
+// forced to http/1.1. Without it, an https:// relay is verified against
+// the system roots. It has no effect on http:// relays.
+func WithRelayTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.relayTLS = cfg }
 }
 
 // WithDialTimeout bounds a whole dial: the connection to the relay, the

@@ -3,6 +3,7 @@ package endpoints
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -63,12 +64,33 @@ func checkNetwork(network string) error {
 	return fmt.Errorf("%w %q", ErrUnsupportedNetwork, network)
 }
 
-// connect dials the relay.
+// connect dials the relay: TCP, and TLS for an https:// relay. TLS offers
+// http/1.1 only, as the relay does: an HTTP/2 request cannot switch
+// protocols.
 func (r relay) connect(ctx context.Context, o *options, network string) (net.Conn, error) {
-	if r.useTLS {
-		return nil, fmt.Errorf("%w: https relays are not supported yet", ErrBadRelayAddress)
+	raw, err := o.dialer.DialContext(ctx, network, r.host)
+	if err != nil || !r.useTLS {
+		return raw, err
 	}
-	return o.dialer.DialContext(ctx, network, r.host)
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.relayTLS != nil {
+		cfg = o.relayTLS.Clone()
+	}
+	if cfg.ServerName == "" {
+		host, _, _ := net.SplitHostPort(r.host)
+		cfg.ServerName = host
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("tls to relay: %w", err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
+		raw.Close()
+		return nil, fmt.Errorf("%w: relay negotiated %q, want http/1.1", ErrProtocol, p)
+	}
+	return tc, nil
 }
 
 // exchange writes one protocol request on conn and reads the response head.

@@ -6,6 +6,7 @@
 package relaytest
 
 import (
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -24,8 +25,10 @@ type Relay struct {
 	Node *relaynode.Node
 	// Addr is its host:port.
 	Addr string
-	// URL is http://Addr.
+	// URL is http://Addr, or https://Addr for StartTLS.
 	URL string
+	// RootCAs trusts the relay's certificate (StartTLS only).
+	RootCAs *x509.CertPool
 
 	served chan error
 }
