@@ -148,6 +148,15 @@ type Config struct {
 	// CopyBuffer is the size of the pooled copy buffer used when a pair
 	// cannot splice. Default 32 KiB.
 	CopyBuffer int
+	// PairIdleTimeout cuts a pair when neither direction has moved a byte
+	// for that long. Zero (the default) means never.
+	PairIdleTimeout time.Duration
+	// PairMaxDuration cuts a pair that long after it started. Zero (the
+	// default) means never.
+	PairMaxDuration time.Duration
+	// PairMaxBytes cuts a pair once either direction has carried that many
+	// bytes. Zero (the default) means no limit.
+	PairMaxBytes int64
 }
 
 func (c *Config) setDefaults() {
@@ -200,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPendingPerName < 0 {
 		errs = append(errs, fmt.Errorf("actors: MaxPendingPerName %d is negative", c.MaxPendingPerName))
+	}
+	if c.PairIdleTimeout < 0 || c.PairMaxDuration < 0 || c.PairMaxBytes < 0 {
+		errs = append(errs, errors.New("actors: pair limits must not be negative"))
 	}
 	if c.Tombstones < 0 {
 		errs = append(errs, fmt.Errorf("actors: Tombstones %d is negative", c.Tombstones))

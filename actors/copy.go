@@ -2,8 +2,12 @@ package actors
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"sync/atomic"
+	"time"
 
 	"github.com/valyala/bytebufferpool"
 )
@@ -38,6 +42,101 @@ func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
 	m, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, bb.B[:bufSize])
 	copyPool.Put(bb)
 	return n + m, err
+}
+
+// chunk is the most a limited pump copies per call when the pair has an
+// idle timeout or a byte limit: small enough to notice activity and limits
+// promptly, large enough that splice(2) still moves bytes in bulk.
+const chunk = 1 << 20
+
+// errIdle and errTooMuch end a pump that hit a pair limit.
+var (
+	errIdle    = errors.New("actors: pair idle")
+	errTooMuch = errors.New("actors: pair byte limit")
+)
+
+// limits are a pair's per-direction limits and the activity clock the two
+// pumps share.
+type limits struct {
+	idle     time.Duration
+	maxBytes int64
+	active   atomic.Int64 // unix nanos of the last byte moved either way
+}
+
+// copyLimited copies src to dst like copyStream, in chunks, enforcing l: it
+// returns errIdle when neither direction moved a byte for l.idle, and
+// errTooMuch once this direction has carried l.maxBytes. Each chunk still
+// takes the splice path when both ends are raw TCP.
+func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64, error) {
+	var n int64
+	if len(head) > 0 {
+		m, err := dst.Write(head)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		l.active.Store(time.Now().UnixNano())
+	}
+	var buf *bytebufferpool.ByteBuffer
+	if !canSplice(dst, src) {
+		buf = copyPool.Get()
+		if cap(buf.B) < bufSize {
+			buf.B = make([]byte, bufSize)
+		}
+		defer copyPool.Put(buf)
+	}
+	// Each read wakes at least every quarter of the idle timeout, so bytes
+	// moving mid-chunk are recorded in active well before the other
+	// direction could judge the pair idle.
+	window := l.idle / 4
+	for {
+		if l.idle > 0 {
+			_ = src.SetReadDeadline(time.Now().Add(window))
+		}
+		var m int64
+		var err error
+		if l.maxBytes > 0 && n >= l.maxBytes {
+			// The limit is reached: one more byte breaks it, and is not
+			// forwarded; a clean end keeps the pair clean.
+			var probe [1]byte
+			var k int
+			k, err = src.Read(probe[:])
+			if k > 0 {
+				return n, errTooMuch
+			}
+			if err == io.EOF {
+				return n, nil
+			}
+		} else {
+			want := int64(chunk)
+			if l.maxBytes > 0 {
+				want = min(want, l.maxBytes-n)
+			}
+			lr := &io.LimitedReader{R: src, N: want}
+			if buf == nil {
+				m, err = io.Copy(dst, lr)
+			} else {
+				m, err = io.CopyBuffer(writerOnly{dst}, readerOnly{lr}, buf.B[:bufSize])
+			}
+			n += m
+			if m > 0 {
+				l.active.Store(time.Now().UnixNano())
+			}
+			if err == nil {
+				if m < want {
+					return n, nil // src ended cleanly
+				}
+				continue
+			}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && l.idle > 0 {
+			if time.Since(time.Unix(0, l.active.Load())) < l.idle {
+				continue // one direction or the other moved lately
+			}
+			return n, errIdle
+		}
+		return n, err
+	}
 }
 
 // canSplice reports whether a copy from src to dst takes Linux's splice

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"crypto/subtle"
 	"log/slog"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -15,7 +16,8 @@ type directory struct {
 	engine *Engine
 
 	names      map[string]*actor.PID
-	namesByPID map[string]string // listener PID id → name
+	namesByPID map[string]string        // listener PID id → name, while registered
+	regs       map[string]*Registration // listener PID id → its registration
 	tokens     map[wire.Token]*actor.PID
 	tombstones *lru.Cache[wire.Token, struct{}]
 	draining   bool
@@ -30,6 +32,7 @@ func newDirectory(e *Engine) *directory {
 		engine:     e,
 		names:      make(map[string]*actor.PID),
 		namesByPID: make(map[string]string),
+		regs:       make(map[string]*Registration),
 		tokens:     make(map[wire.Token]*actor.PID),
 		tombstones: tomb,
 	}
@@ -61,6 +64,7 @@ func (d *directory) Receive(ctx actor.Context) {
 			m.reply <- len(d.names)
 		}
 	case *actor.Terminated:
+		delete(d.regs, m.Who.Id)
 		if name, ok := d.namesByPID[m.Who.Id]; ok {
 			delete(d.namesByPID, m.Who.Id)
 			if pid := d.names[name]; pid != nil && pid.Id == m.Who.Id {
@@ -75,9 +79,15 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 		m.reply <- registerReply{err: refuseDraining}
 		return
 	}
-	if _, taken := d.names[m.name]; taken {
-		m.reply <- registerReply{err: refuseNameTaken}
-		return
+	if pid, taken := d.names[m.name]; taken {
+		old := d.regs[pid.Id]
+		if m.replaces.IsZero() || old == nil || subtle.ConstantTimeCompare(m.replaces[:], old.ID[:]) != 1 {
+			m.reply <- registerReply{err: refuseNameTaken}
+			return
+		}
+		// The holder proved it is the old registration: end it now.
+		d.unregister(ctx, pid)
+		d.engine.stats.replaced.Add(1)
 	}
 	reg := newRegistration(d.engine, m.name, m.clientAddr)
 	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
@@ -88,6 +98,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 	reg.pid = pid
 	d.names[m.name] = pid
 	d.namesByPID[pid.Id] = m.name
+	d.regs[pid.Id] = reg
 	d.engine.log.Info("registered", slog.String("name", m.name), slog.String("remote", m.clientAddr))
 	m.reply <- registerReply{reg: reg}
 }
@@ -98,6 +109,7 @@ func (d *directory) unregister(ctx actor.Context, pid *actor.PID) {
 		return
 	}
 	delete(d.namesByPID, pid.Id)
+	delete(d.regs, pid.Id)
 	if cur := d.names[name]; cur != nil && cur.Id == pid.Id {
 		delete(d.names, name)
 		d.engine.log.Info("unregistered", slog.String("name", name))

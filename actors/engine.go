@@ -113,14 +113,18 @@ func lateReply[R any](e *Engine, ctx context.Context, reply chan R) (R, bool) {
 	return r, err == nil
 }
 
-// Register registers name for a server at clientAddr. It fails with a
-// *Refusal: 409 if the name is live, 503 if the engine drains.
-func (e *Engine) Register(ctx context.Context, name, clientAddr string) (*Registration, error) {
+// Register registers name for a server at clientAddr. replaces, when not
+// zero, is the id of a registration the server held before (a reconnect):
+// if that registration still holds the name, it is ended and replaced at
+// once, instead of a 409 until the relay notices the old stream is dead.
+// It fails with a *Refusal: 409 if the name is held by another
+// registration, 503 if the engine drains.
+func (e *Engine) Register(ctx context.Context, name, clientAddr string, replaces wire.Token) (*Registration, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
 	reply := make(chan registerReply, 1)
-	e.send(e.directory, &registerMsg{name: name, clientAddr: clientAddr, reply: reply})
+	e.send(e.directory, &registerMsg{name: name, clientAddr: clientAddr, replaces: replaces, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
 		if r, late := lateReply(e, ctx, reply); late && r.reg != nil {

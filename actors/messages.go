@@ -23,6 +23,7 @@ type registerMsg struct {
 	quiet
 	name       string
 	clientAddr string
+	replaces   wire.Token // a registration id the caller holds; zero for none
 	reply      chan registerReply
 }
 

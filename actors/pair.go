@@ -24,6 +24,9 @@ type pair struct {
 	server  net.Conn
 
 	finished atomic.Int32 // copy goroutines done; the second closes both conns
+	limits   *limits      // nil when the pair has no idle or byte limit
+	cut      atomic.Bool  // a limit cut the pair; counted once
+	timer    *time.Timer  // PairMaxDuration; nil without
 
 	// Owned by Receive.
 	bytes   [2]int64
@@ -33,6 +36,10 @@ type pair struct {
 
 func (e *Engine) startPair(p *Pairing) {
 	pa := &pair{engine: e, pairing: p, client: p.conns[Client], server: p.conns[Server]}
+	if e.cfg.PairIdleTimeout > 0 || e.cfg.PairMaxBytes > 0 {
+		pa.limits = &limits{idle: e.cfg.PairIdleTimeout, maxBytes: e.cfg.PairMaxBytes}
+		pa.limits.active.Store(time.Now().UnixNano())
+	}
 	if !e.trackPair(pa) {
 		hardClose(pa.client)
 		hardClose(pa.server)
@@ -52,6 +59,12 @@ func (pa *pair) Receive(ctx actor.Context) {
 		pa.engine.stats.spliced.Add(1)
 		pa.engine.stats.spliceLatency(time.Since(p.created))
 		self := ctx.Self()
+		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
+			pa.timer = time.AfterFunc(d, func() {
+				pa.engine.stats.pairsCut[cutDuration].Add(1)
+				pa.abort()
+			})
+		}
 		pa.engine.wg.Add(2)
 		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
 		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
@@ -64,6 +77,9 @@ func (pa *pair) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		// Engine shutdown, or both copies are done: either way nothing
 		// may keep a copy running.
+		if pa.timer != nil {
+			pa.timer.Stop()
+		}
 		pa.abort()
 	case *actor.Stopped:
 		pa.engine.untrackPair(pa)
@@ -79,7 +95,23 @@ func (pa *pair) Receive(ctx actor.Context) {
 // pump to finish closes both conns.
 func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 	defer pa.engine.wg.Done()
-	n, err := copyStream(dst, src, head, pa.engine.cfg.CopyBuffer)
+	var n int64
+	var err error
+	if pa.limits != nil {
+		n, err = copyLimited(dst, src, head, pa.engine.cfg.CopyBuffer, pa.limits)
+		switch err {
+		case errIdle:
+			if pa.cut.CompareAndSwap(false, true) {
+				pa.engine.stats.pairsCut[cutIdle].Add(1)
+			}
+		case errTooMuch:
+			if pa.cut.CompareAndSwap(false, true) {
+				pa.engine.stats.pairsCut[cutBytes].Add(1)
+			}
+		}
+	} else {
+		n, err = copyStream(dst, src, head, pa.engine.cfg.CopyBuffer)
+	}
 	pa.engine.stats.bytes[dir].Add(n)
 	if err == nil {
 		if cwErr := closeWrite(dst); cwErr != nil {

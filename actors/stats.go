@@ -31,6 +31,14 @@ func (k Kind) String() string {
 	return [...]string{"directory", "listener", "pending", "pair"}[k]
 }
 
+// Reasons a pair is cut by a limit.
+const (
+	cutIdle = iota
+	cutDuration
+	cutBytes
+	numCuts
+)
+
 // stats are the engine's counters. All fields are atomics, written from
 // actors and copy goroutines and read by Snapshot.
 type stats struct {
@@ -43,6 +51,8 @@ type stats struct {
 	queueFull      atomic.Int64
 	foreignToken   atomic.Int64
 	pairingsFailed atomic.Int64
+	replaced       atomic.Int64
+	pairsCut       [numCuts]atomic.Int64
 	bytes          [2]atomic.Int64
 	spliceNanos    atomic.Int64
 }
@@ -94,6 +104,13 @@ type Stats struct {
 	ForeignToken int64
 	// PairingsFailed counts matches where one side never arrived.
 	PairingsFailed int64
+	// Replaced counts registrations taken over by their own reconnect.
+	Replaced int64
+	// PairsIdle, PairsMaxDuration and PairsMaxBytes count pairs cut by
+	// each limit.
+	PairsIdle        int64
+	PairsMaxDuration int64
+	PairsMaxBytes    int64
 	// BytesToServer and BytesToClient count relayed bytes each way.
 	BytesToServer int64
 	BytesToClient int64
@@ -110,6 +127,10 @@ func (s *stats) snapshot() Stats {
 	out.QueueFull = s.queueFull.Load()
 	out.ForeignToken = s.foreignToken.Load()
 	out.PairingsFailed = s.pairingsFailed.Load()
+	out.Replaced = s.replaced.Load()
+	out.PairsIdle = s.pairsCut[cutIdle].Load()
+	out.PairsMaxDuration = s.pairsCut[cutDuration].Load()
+	out.PairsMaxBytes = s.pairsCut[cutBytes].Load()
 	out.BytesToServer = s.bytes[toServer].Load()
 	out.BytesToClient = s.bytes[toClient].Load()
 	return out

@@ -53,6 +53,17 @@ type Config struct {
 	// it cannot splice. Default 32 KiB.
 	CopyBuffer int
 
+	// PairIdleTimeout cuts a spliced pair when neither direction has moved
+	// a byte for that long. Zero (the default) means never. With a limit
+	// set, pairs copy in 1 MiB chunks (still splice(2)).
+	PairIdleTimeout time.Duration
+	// PairMaxDuration cuts a pair that long after it started. Zero (the
+	// default) means never.
+	PairMaxDuration time.Duration
+	// PairMaxBytes cuts a pair once either direction has carried that many
+	// bytes. Zero (the default) means no limit.
+	PairMaxBytes int64
+
 	// TLSCertFile and TLSKeyFile, when both set, make Serve and
 	// ListenAndServe speak TLS with that PEM certificate chain and key.
 	// Names and tokens are then hidden on the wire, and pairs copy through
@@ -153,5 +164,8 @@ func (c *Config) engineConfig() actors.Config {
 		CallbackTimeout:   c.CallbackTimeout,
 		MaxPendingPerName: c.MaxPendingPerName,
 		CopyBuffer:        c.CopyBuffer,
+		PairIdleTimeout:   c.PairIdleTimeout,
+		PairMaxDuration:   c.PairMaxDuration,
+		PairMaxBytes:      c.PairMaxBytes,
 	}
 }

@@ -1,8 +1,10 @@
 package relaynode
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -21,7 +23,19 @@ var eventPool bytebufferpool.Pool
 // each written under its own deadline. It returns when the client goes, the
 // registration ends, or a write fails; the registration ends with it.
 func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) {
-	reg, err := n.engine.Register(r.Context(), name, r.RemoteAddr)
+	// A reconnecting server presents the id of its old registration, which
+	// lets it take its name back before the relay has noticed the old
+	// stream is dead.
+	var replaces wire.Token
+	if h := r.Header.Get(wire.HeaderRegistration); h != "" {
+		t, err := wire.ParseToken(h)
+		if err != nil {
+			refuse(w, http.StatusBadRequest, "malformed "+wire.HeaderRegistration)
+			return
+		}
+		replaces = t
+	}
+	reg, err := n.engine.Register(r.Context(), name, r.RemoteAddr, replaces)
 	if err != nil {
 		n.log.Debug("register refused", slog.String("name", name), slog.String("remote", r.RemoteAddr), slog.Any("err", err))
 		refuseErr(w, err)
@@ -181,6 +195,18 @@ func (n *Node) serveAccept(w http.ResponseWriter, r *http.Request, tokenText str
 	n.upgrade(w, p, actors.Server, extra)
 }
 
+// keepAlive turns TCP keepalive on for a hijacked socket, whatever
+// listener the node was given: half-open peers of long-lived pairs are then
+// found by the kernel.
+func keepAlive(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		_ = tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4})
+	}
+}
+
 // upgrade hijacks the request's connection, writes the 101 and offers the
 // connection, with the bytes that came behind the request, to the pairing.
 // extra holds header name and value pairs for the 101.
@@ -209,6 +235,7 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 		p.Abort(side)
 		return
 	}
+	keepAlive(conn)
 	var head []byte
 	if k := brw.Reader.Buffered(); k > 0 {
 		head = make([]byte, k)

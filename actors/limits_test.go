@@ -1,0 +1,174 @@
+package actors
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// livePair runs the flow up to a started pair on e for name and returns
+// the far ends: what the client and the server hold.
+func livePair(t testing.TB, e *Engine, name string) (client, server net.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := e.Register(ctx, name, "x", wire.Token{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := e.Dial(ctx, name, "", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextEvent(t, reg)
+	p, err := e.Callback(ctx, pd.Token, reg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientFar, clientNear := tcpPair(t)
+	serverFar, serverNear := tcpPair(t)
+	t.Cleanup(func() { clientFar.Close(); serverFar.Close() })
+	p.Offer(Client, clientNear, nil)
+	p.Offer(Server, serverNear, nil)
+	waitLive(t, e, KindPair, 1)
+	return clientFar, serverFar
+}
+
+// readEOF reads c to its end within 3s and returns what it read.
+func readEOF(t testing.TB, c net.Conn) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read to EOF: %v after %d bytes", err, len(b))
+	}
+	return b
+}
+
+func TestPairIdleTimeout(t *testing.T) {
+	e := newEngine(t, Config{PairIdleTimeout: 200 * time.Millisecond})
+	client, server := livePair(t, e, "idle")
+	// Activity in one direction keeps the pair alive past the timeout.
+	var last time.Time
+	for range 6 {
+		client.Write([]byte("k"))
+		last = time.Now()
+		time.Sleep(60 * time.Millisecond)
+	}
+	server.SetReadDeadline(time.Now().Add(time.Second))
+	got := make([]byte, 6)
+	if _, err := io.ReadFull(server, got); err != nil || string(got) != "kkkkkk" {
+		t.Fatalf("server read %q, %v", got, err)
+	}
+	if e.Stats().PairsIdle != 0 {
+		t.Fatal("an active pair was cut as idle")
+	}
+	// Silence both ways: the relay cuts the pair, an idle timeout after
+	// the last byte (less the quarter-timeout wake-up granularity).
+	readEOF(t, client)
+	readEOF(t, server)
+	if d := time.Since(last); d < 150*time.Millisecond {
+		t.Fatalf("cut %v after the last byte, before the idle timeout", d)
+	}
+	waitLive(t, e, KindPair, 0)
+	if got := e.Stats().PairsIdle; got != 1 {
+		t.Fatalf("PairsIdle = %d, want 1", got)
+	}
+}
+
+func TestPairMaxBytes(t *testing.T) {
+	const limit = 3<<20 + 5 // more than one chunk
+	e := newEngine(t, Config{PairMaxBytes: limit})
+	client, server := livePair(t, e, "bytes")
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := client.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	got := readEOF(t, server)
+	if len(got) != limit {
+		t.Fatalf("server got %d bytes, want exactly the limit %d", len(got), limit)
+	}
+	waitLive(t, e, KindPair, 0)
+	if st := e.Stats(); st.PairsMaxBytes != 1 {
+		t.Fatalf("PairsMaxBytes = %d, want 1", st.PairsMaxBytes)
+	}
+}
+
+// TestPairMaxBytesCleanEnd checks that a transfer of exactly the limit
+// that then ends cleanly is not cut: half-close still works.
+func TestPairMaxBytesCleanEnd(t *testing.T) {
+	e := newEngine(t, Config{PairMaxBytes: 1000})
+	client, server := livePair(t, e, "exact")
+	client.Write(make([]byte, 1000))
+	client.(*net.TCPConn).CloseWrite()
+	if got := readEOF(t, server); len(got) != 1000 {
+		t.Fatalf("server got %d, want 1000", len(got))
+	}
+	server.Write([]byte("reply"))
+	server.Close()
+	if got := readEOF(t, client); string(got) != "reply" {
+		t.Fatalf("client got %q", got)
+	}
+	if st := e.Stats(); st.PairsMaxBytes != 0 {
+		t.Fatalf("PairsMaxBytes = %d, want 0", st.PairsMaxBytes)
+	}
+}
+
+func TestPairMaxDuration(t *testing.T) {
+	e := newEngine(t, Config{PairMaxDuration: 200 * time.Millisecond})
+	client, server := livePair(t, e, "dur")
+	start := time.Now()
+	readEOF(t, client)
+	readEOF(t, server)
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("cut after %v", d)
+	}
+	waitLive(t, e, KindPair, 0)
+	if got := e.Stats().PairsMaxDuration; got != 1 {
+		t.Fatalf("PairsMaxDuration = %d, want 1", got)
+	}
+}
+
+// TestTakeover checks that a registration's own id takes its name back at
+// once, and that anyone else still gets 409.
+func TestTakeover(t *testing.T) {
+	e := newEngine(t, Config{})
+	ctx := context.Background()
+	old, _ := e.Register(ctx, "svc", "x", wire.Token{})
+	pd, _ := e.Dial(ctx, "svc", "", "x")
+	if _, err := e.Register(ctx, "svc", "y", wire.NewToken()); status(err) != http.StatusConflict {
+		t.Fatalf("takeover with a wrong id: %v, want 409", err)
+	}
+	if _, err := e.Register(ctx, "svc", "y", wire.Token{}); status(err) != http.StatusConflict {
+		t.Fatalf("plain duplicate: %v, want 409", err)
+	}
+	nu, err := e.Register(ctx, "svc", "y", old.ID)
+	if err != nil {
+		t.Fatalf("takeover with the old id: %v", err)
+	}
+	select {
+	case <-old.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("the replaced registration did not end")
+	}
+	if o := pd.Wait(ctx); status(o.Err) != http.StatusBadGateway {
+		t.Fatalf("old registration's pending dial: %+v, want 502", o)
+	}
+	if _, err := e.Dial(ctx, "svc", "", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, nu); ev.Type != wire.EventConnect {
+		t.Fatalf("new registration got %+v", ev)
+	}
+	if got := e.Stats().Replaced; got != 1 {
+		t.Fatalf("Replaced = %d", got)
+	}
+}
