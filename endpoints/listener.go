@@ -2,8 +2,10 @@ package endpoints
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -37,12 +39,21 @@ func ListenRelay(network, address, relayURL string, opts ...Option) (net.Listene
 // handshake timeout (WithHandshakeTimeout). It fails with a *RelayError
 // when the relay refuses, for example 409 when the name is taken. The
 // returned listener's Accept returns *Conn values.
+//
+// Once registered, the listener keeps its registration alive: when the
+// stream ends for any reason but Close (a relay restart, a drain, a link
+// found dead after three missed heartbeats), it registers again with
+// exponential backoff and jitter (WithBackoff), presenting its old
+// registration id so that it takes its name back at once. Accept keeps
+// returning connections across the gap; connections already accepted are
+// not disturbed. Only a permanent refusal (400, 401, 403, 404 or 409: the
+// name now belongs to someone else) ends the listener.
 func (rl *RelayListener) Listen(network, address string) (net.Listener, error) {
 	return rl.ListenContext(context.Background(), network, address)
 }
 
 // ListenContext is Listen bounded by ctx as well as the handshake timeout.
-// ctx bounds the registration only, not the listener's life.
+// ctx bounds the first registration only, not the listener's life.
 func (rl *RelayListener) ListenContext(ctx context.Context, network, address string) (net.Listener, error) {
 	l, err := rl.listen(ctx, network, address)
 	if err != nil {
@@ -62,14 +73,92 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string) (*lis
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, rl.opts.handshake)
+	ctxL, cancelL := context.WithCancel(context.Background())
+	l := &listener{
+		relay:    r,
+		network:  network,
+		name:     name,
+		opts:     rl.opts,
+		ctx:      ctxL,
+		cancel:   cancelL,
+		accepted: make(chan *Conn, rl.opts.acceptBacklog),
+		sem:      make(chan struct{}, rl.opts.callbackWorkers),
+		closed:   make(chan struct{}),
+		dead:     make(chan struct{}),
+	}
+	st, err := l.register(ctx, "")
+	if err != nil {
+		cancelL()
+		return nil, err
+	}
+	l.mu.Lock()
+	l.cur = st
+	l.state = ListenerState{Connected: true, Since: time.Now()}
+	l.mu.Unlock()
+	l.wg.Add(1)
+	go l.run(st)
+	return l, nil
+}
+
+// ListenerState is what a relay listener reports of its registration.
+type ListenerState struct {
+	// Connected is true while the registration stream is up.
+	Connected bool
+	// Since is when Connected last changed.
+	Since time.Time
+	// Reconnects counts successful re-registrations since Listen.
+	Reconnects int
+	// LastError is why the stream last ended or a re-registration last
+	// failed; nil until then.
+	LastError error
+}
+
+// stream is one registration: its socket and event reader.
+type stream struct {
+	conn  *idleConn
+	sse   *wire.Reader
+	regID string
+}
+
+// listener is a registration on a relay, kept alive across stream losses.
+// The run goroutine owns the stream; callback goroutines, at most
+// opts.callbackWorkers, deliver to accepted.
+type listener struct {
+	relay   relay
+	network string
+	name    string
+	opts    options
+
+	ctx      context.Context // cancelled by Close: aborts callbacks, backoff, re-registration
+	cancel   context.CancelFunc
+	accepted chan *Conn
+	sem      chan struct{} // one slot per running callback
+	wg       sync.WaitGroup
+
+	closeOnce sync.Once
+	closed    chan struct{} // closed by Close
+	dead      chan struct{} // closed by run when the listener gives up
+	deadErr   error         // set before dead is closed
+
+	failed atomic.Int64 // callbacks that failed
+
+	mu    sync.Mutex // guards the following
+	cur   *stream    // the live stream, closed by Close
+	state ListenerState
+}
+
+// register sends the listen request and reads the ready event. replaces is
+// the id of the registration this one takes over, or "".
+func (l *listener) register(ctx context.Context, replaces string) (*stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.opts.handshake)
 	defer cancel()
-	raw, err := r.connect(ctx, &rl.opts, network)
+	raw, err := l.relay.connect(ctx, &l.opts, l.network)
 	if err != nil {
 		return nil, err
 	}
 	conn := &idleConn{Conn: raw}
-	resp, _, err := exchange(ctx, conn, r, "listen", name, wire.PathListen+name, nil, http.StatusOK)
+	resp, _, err := exchange(ctx, conn, l.relay, "listen", l.name, wire.PathListen+l.name,
+		[]string{wire.HeaderRegistration, replaces}, http.StatusOK)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -94,59 +183,121 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string) (*lis
 		conn.Close()
 		return nil, err
 	}
-	ctxL, cancelL := context.WithCancel(context.Background())
-	l := &listener{
-		relay:    r,
-		network:  network,
-		name:     name,
-		opts:     rl.opts,
-		conn:     conn,
-		sse:      sse,
-		regID:    ready.Registration,
-		idle:     3 * ready.Heartbeat(),
-		ctx:      ctxL,
-		cancel:   cancelL,
-		accepted: make(chan *Conn, rl.opts.acceptBacklog),
-		sem:      make(chan struct{}, rl.opts.callbackWorkers),
-		closed:   make(chan struct{}),
-		dead:     make(chan struct{}),
-	}
-	conn.idle.Store(int64(l.idle))
-	_ = conn.SetReadDeadline(time.Now().Add(l.idle))
-	l.wg.Add(1)
-	go l.readLoop()
-	return l, nil
+	// From here every read pushes the deadline out by three heartbeats:
+	// any byte, heartbeat comments included, proves the link alive.
+	idle := 3 * ready.Heartbeat()
+	conn.idle.Store(int64(idle))
+	_ = conn.SetReadDeadline(time.Now().Add(idle))
+	return &stream{conn: conn, sse: sse, regID: ready.Registration}, nil
 }
 
-// listener is a registration on a relay. The read loop owns the stream;
-// callback goroutines, at most opts.callbackWorkers, deliver to accepted.
-type listener struct {
-	relay   relay
-	network string
-	name    string
-	opts    options
-	conn    net.Conn // the stream's socket
-	sse     *wire.Reader
-	regID   string
-	idle    time.Duration // three heartbeats
+// run reads the stream's events and, when it ends, registers again until
+// Close or a permanent refusal.
+func (l *listener) run(st *stream) {
+	defer l.wg.Done()
+	backoff := l.opts.backoffMin
+	for {
+		err := l.readEvents(st)
+		st.conn.Close()
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.setState(false, err, false)
+		l.opts.logger.Debug("stream ended", slog.String("name", l.name), slog.Any("err", err))
+		for {
+			d := jitter(backoff)
+			backoff = min(2*backoff, l.opts.backoffMax)
+			select {
+			case <-time.After(d):
+			case <-l.ctx.Done():
+				return
+			}
+			next, err := l.register(l.ctx, st.regID)
+			if err == nil {
+				st = next
+				break
+			}
+			if l.ctx.Err() != nil {
+				return
+			}
+			l.setState(false, err, false)
+			if permanent(err) {
+				l.die(err)
+				return
+			}
+			l.opts.logger.Debug("re-register failed", slog.String("name", l.name), slog.Any("err", err))
+		}
+		backoff = l.opts.backoffMin
+		l.mu.Lock()
+		if l.ctx.Err() != nil {
+			l.mu.Unlock()
+			st.conn.Close()
+			return
+		}
+		l.cur = st
+		l.mu.Unlock()
+		l.setState(true, nil, true)
+	}
+}
 
-	ctx      context.Context // cancelled by Close: aborts callbacks
-	cancel   context.CancelFunc
-	accepted chan *Conn
-	sem      chan struct{} // one slot per running callback
-	wg       sync.WaitGroup
+// permanent reports whether a registration error will not go away by
+// itself: the name is someone else's, or the request itself is refused.
+func permanent(err error) bool {
+	var re *RelayError
+	if !errors.As(err, &re) {
+		return false
+	}
+	switch re.Status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden,
+		http.StatusNotFound, http.StatusConflict:
+		return true
+	}
+	return false
+}
 
-	closeOnce sync.Once
-	closed    chan struct{} // closed by Close
-	dead      chan struct{} // closed by the read loop when the stream ends
-	deadErr   error         // set before dead is closed
+// jitter returns a duration in [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
 
-	failed atomic.Int64 // callbacks that failed
+func (l *listener) setState(connected bool, err error, reconnected bool) {
+	l.mu.Lock()
+	s := &l.state
+	if s.Connected != connected {
+		s.Since = time.Now()
+	}
+	s.Connected = connected
+	if err != nil {
+		s.LastError = err
+	}
+	if reconnected {
+		s.Reconnects++
+	}
+	snap := *s
+	l.mu.Unlock()
+	if l.opts.onState != nil {
+		l.opts.onState(snap)
+	}
+}
+
+// State returns the registration's current state.
+func (l *listener) State() ListenerState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state
+}
+
+func (l *listener) die(err error) {
+	l.deadErr = err
+	close(l.dead)
 }
 
 // Accept waits for and returns the next relayed connection. A failed
-// callback never ends Accept; only Close (net.ErrClosed) or the end of the
-// registration stream does.
+// callback or a lost stream never ends Accept; only Close (net.ErrClosed)
+// or a permanent refusal to re-register does.
 func (l *listener) Accept() (net.Conn, error) {
 	select {
 	case <-l.closed:
@@ -173,14 +324,18 @@ func (l *listener) closedErr() error {
 	return &net.OpError{Op: "accept", Net: "relay", Addr: l.Addr(), Err: net.ErrClosed}
 }
 
-// Close ends the registration, aborts callbacks in flight, closes
-// connections not yet accepted, and returns after every goroutine of the
-// listener has exited. It is safe to call twice.
+// Close ends the registration, aborts callbacks and re-registration in
+// flight, closes connections not yet accepted, and returns after every
+// goroutine of the listener has exited. It is safe to call twice.
 func (l *listener) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)
+		l.mu.Lock()
 		l.cancel()
-		l.conn.Close()
+		if l.cur != nil {
+			l.cur.conn.Close()
+		}
+		l.mu.Unlock()
 		l.wg.Wait()
 		for {
 			select {
@@ -200,21 +355,10 @@ func (l *listener) Addr() net.Addr { return Addr{Name: l.name, Relay: l.relay.ho
 // Failed returns the number of callbacks that failed since Listen.
 func (l *listener) Failed() int64 { return l.failed.Load() }
 
-func (l *listener) readLoop() {
-	defer l.wg.Done()
-	err := l.readEvents()
-	select {
-	case <-l.closed:
-	default:
-		l.deadErr = err
-		close(l.dead)
-		l.conn.Close()
-	}
-}
-
-func (l *listener) readEvents() error {
+// readEvents reads one stream's events until it ends.
+func (l *listener) readEvents(st *stream) error {
 	for {
-		ev, err := l.sse.Next()
+		ev, err := st.sse.Next()
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrStreamEnded, err)
 		}
@@ -232,7 +376,7 @@ func (l *listener) readEvents() error {
 				return net.ErrClosed
 			}
 			l.wg.Add(1)
-			go l.callback(ce)
+			go l.callback(ce, st.regID)
 		case wire.EventDrain:
 			return fmt.Errorf("%w: relay draining", ErrStreamEnded)
 		}
@@ -241,12 +385,13 @@ func (l *listener) readEvents() error {
 }
 
 // callback answers one connect event: a new connection to the relay, the
-// token, the 101, and the conn into the accept queue. Its failure is
-// counted and logged, never returned.
-func (l *listener) callback(ce wire.ConnectEvent) {
+// token with the registration id of the stream that carried it, the 101,
+// and the conn into the accept queue. Its failure is counted and logged,
+// never returned.
+func (l *listener) callback(ce wire.ConnectEvent, regID string) {
 	defer l.wg.Done()
 	defer func() { <-l.sem }()
-	c, err := l.dialCallback(ce)
+	c, err := l.dialCallback(ce, regID)
 	if err != nil {
 		if l.ctx.Err() == nil {
 			l.failed.Add(1)
@@ -261,7 +406,7 @@ func (l *listener) callback(ce wire.ConnectEvent) {
 	}
 }
 
-func (l *listener) dialCallback(ce wire.ConnectEvent) (*Conn, error) {
+func (l *listener) dialCallback(ce wire.ConnectEvent, regID string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
 	defer cancel()
 	conn, err := l.relay.connect(ctx, &l.opts, l.network)
@@ -269,7 +414,7 @@ func (l *listener) dialCallback(ce wire.ConnectEvent) (*Conn, error) {
 		return nil, err
 	}
 	resp, br, err := exchange(ctx, conn, l.relay, "accept", "", ce.Callback,
-		upgradeHeaders(wire.HeaderRegistration, l.regID), http.StatusSwitchingProtocols)
+		upgradeHeaders(wire.HeaderRegistration, regID), http.StatusSwitchingProtocols)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -257,3 +257,6 @@ func (l *mtlsListener) Addr() net.Addr { return l.inner.Addr() }
 
 // Failed returns the callbacks and handshakes that failed since Listen.
 func (l *mtlsListener) Failed() int64 { return l.inner.Failed() + l.handshakeFailed.Load() }
+
+// State returns the registration's current state.
+func (l *mtlsListener) State() ListenerState { return l.inner.State() }

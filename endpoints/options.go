@@ -18,6 +18,9 @@ type options struct {
 	handshake       time.Duration
 	dialTimeout     time.Duration
 	relayTLS        *tls.Config
+	backoffMin      time.Duration
+	backoffMax      time.Duration
+	onState         func(ListenerState)
 }
 
 func buildOptions(opts []Option) options {
@@ -27,6 +30,8 @@ func buildOptions(opts []Option) options {
 		acceptBacklog:   64,
 		handshake:       10 * time.Second,
 		dialTimeout:     30 * time.Second,
+		backoffMin:      100 * time.Millisecond,
+		backoffMax:      30 * time.Second,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -73,6 +78,25 @@ func WithAcceptBacklog(n int) Option {
 			o.acceptBacklog = n
 		}
 	}
+}
+
+// WithBackoff sets the bounds of a listener's re-registration backoff
+// (default 100ms to 30s). Each failed attempt doubles the wait, capped at
+// max; each wait is drawn from [d/2, d) so that many listeners of one
+// restarted relay do not return in step; a success resets it to min.
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) {
+		if min > 0 && max >= min {
+			o.backoffMin, o.backoffMax = min, max
+		}
+	}
+}
+
+// WithStateFunc sets a function a listener calls with its new state each
+// time its registration stream goes down, fails to come back, or comes
+// back. It is called from the listener's own goroutine and must not block.
+func WithStateFunc(f func(ListenerState)) Option {
+	return func(o *options) { o.onState = f }
 }
 
 // WithRelayTLS sets the TLS configuration used toward an https:// relay:
