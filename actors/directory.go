@@ -55,6 +55,12 @@ func (d *directory) Receive(ctx actor.Context) {
 	case *tokenDoneMsg:
 		delete(d.tokens, m.token)
 		d.tombstones.Add(m.token, struct{}{})
+	case *snapshotMsg:
+		out := make([]RegistrationInfo, 0, len(d.regs))
+		for _, reg := range d.regs {
+			out = append(out, reg.info())
+		}
+		m.reply <- out
 	case *drainMsg:
 		d.draining = true
 		for _, pid := range d.names {

@@ -175,6 +175,17 @@ func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (
 	return r.pairing, r.err
 }
 
+// Registrations returns a snapshot of every live registration, in no
+// particular order.
+func (e *Engine) Registrations(ctx context.Context) ([]RegistrationInfo, error) {
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	reply := make(chan []RegistrationInfo, 1)
+	e.send(e.directory, &snapshotMsg{reply: reply})
+	return await(ctx, e, reply)
+}
+
 // Drain refuses new registrations and dials with 503 and queues a drain
 // event on every registration's stream.
 func (e *Engine) Drain(reason string) {

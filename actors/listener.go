@@ -32,6 +32,7 @@ func (l *listener) Receive(ctx actor.Context) {
 	case *pendingDoneMsg:
 		if pid := l.pending[m.token]; pid != nil {
 			delete(l.pending, m.token)
+			l.reg.pending.Store(int64(len(l.pending)))
 			ctx.Poison(pid)
 		}
 	case *drainMsg:
@@ -87,7 +88,8 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 		refuse(refuseQueueFull)
 		return
 	}
-	deadline := time.Now().Add(l.engine.cfg.CallbackTimeout)
+	now := time.Now()
+	deadline := now.Add(l.engine.cfg.CallbackTimeout)
 	pd := &PendingDial{Token: m.token, Deadline: deadline, outcome: make(chan Outcome, 1)}
 	p := &pending{
 		engine:       l.engine,
@@ -105,6 +107,7 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 	pd.pid = pid
 	pd.engine = l.engine
 	l.pending[m.token] = pid
+	l.reg.pending.Store(int64(len(l.pending)))
 	tok := m.token.String()
 	l.enqueue(Event{Type: wire.EventConnect, Connect: wire.ConnectEvent{
 		Token:             tok,

@@ -108,3 +108,9 @@ type copyDoneMsg struct {
 	n   int64
 	err error
 }
+
+// snapshotMsg asks the directory for every live registration.
+type snapshotMsg struct {
+	quiet
+	reply chan []RegistrationInfo
+}

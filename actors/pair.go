@@ -57,7 +57,8 @@ func (pa *pair) Receive(ctx actor.Context) {
 		pa.started = time.Now()
 		p := pa.pairing
 		pa.engine.stats.spliced.Add(1)
-		pa.engine.stats.spliceLatency(time.Since(p.created))
+		pa.engine.stats.spliceLatency.observe(time.Since(p.dialed))
+		p.reg.pairs.Add(1)
 		self := ctx.Self()
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
 			pa.timer = time.AfterFunc(d, func() {
@@ -82,6 +83,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 		}
 		pa.abort()
 	case *actor.Stopped:
+		pa.pairing.reg.pairs.Add(-1)
 		pa.engine.untrackPair(pa)
 		pa.engine.stats.stopped(kindPair)
 		pa.engine.log.Debug("pair closed", slog.String("name", pa.pairing.Name),
@@ -113,6 +115,11 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 		n, err = copyStream(dst, src, head, pa.engine.cfg.CopyBuffer)
 	}
 	pa.engine.stats.bytes[dir].Add(n)
+	if dir == toServer {
+		pa.pairing.reg.bytesIn.Add(n)
+	} else {
+		pa.pairing.reg.bytesOut.Add(n)
+	}
 	if err == nil {
 		if cwErr := closeWrite(dst); cwErr != nil {
 			pa.abort()

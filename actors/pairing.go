@@ -29,8 +29,9 @@ type Pairing struct {
 	ClientName string
 	ClientAddr string
 
-	engine  *Engine
-	created time.Time
+	engine *Engine
+	reg    *Registration
+	dialed time.Time // when the client's dial reached the listener
 
 	mu     sync.Mutex // guards the following
 	conns  [2]net.Conn
@@ -40,8 +41,8 @@ type Pairing struct {
 	timer  *time.Timer
 }
 
-func newPairing(e *Engine, name, clientName, clientAddr string) *Pairing {
-	p := &Pairing{Name: name, ClientName: clientName, ClientAddr: clientAddr, engine: e, created: time.Now()}
+func newPairing(e *Engine, reg *Registration, clientName, clientAddr string, dialed time.Time) *Pairing {
+	p := &Pairing{Name: reg.Name, ClientName: clientName, ClientAddr: clientAddr, engine: e, reg: reg, dialed: dialed}
 	e.trackPairing(p, true)
 	p.timer = time.AfterFunc(e.cfg.CallbackTimeout, p.expire)
 	return p

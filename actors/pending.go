@@ -74,6 +74,7 @@ type pending struct {
 	registration *Registration
 	clientName   string
 	clientAddr   string
+	dialed       time.Time
 	deadline     time.Time
 	outcome      chan Outcome // capacity 1; written once
 
@@ -91,7 +92,7 @@ func (p *pending) Receive(ctx actor.Context) {
 			m.reply <- callbackReply{err: refuseUsedToken}
 			return
 		}
-		pr := newPairing(p.engine, p.registration.Name, p.clientName, p.clientAddr)
+		pr := newPairing(p.engine, p.registration, p.clientName, p.clientAddr, p.dialed)
 		p.finish(ctx, Outcome{Pairing: pr})
 		m.reply <- callbackReply{pairing: pr}
 	case *expireMsg:

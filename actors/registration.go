@@ -1,6 +1,9 @@
 package actors
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/clusterlink-relay/relay/wire"
@@ -28,6 +31,14 @@ type Registration struct {
 	// ClientAddr is the registering server's address.
 	ClientAddr string
 
+	// Counters, written by the registration's actors and read by
+	// Engine.Registrations.
+	since    time.Time
+	pending  atomic.Int64 // dials waiting for a callback
+	pairs    atomic.Int64 // live pairs
+	bytesIn  atomic.Int64 // relayed client → server
+	bytesOut atomic.Int64 // relayed server → client
+
 	events  chan Event    // written by the listener actor only
 	done    chan struct{} // closed by the listener actor when it ends
 	drained chan struct{} // closed by the listener actor on drain
@@ -41,6 +52,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 		Name:       name,
 		ID:         wire.NewToken(),
 		ClientAddr: clientAddr,
+		since:      time.Now(),
 		events:     make(chan Event, e.cfg.EventQueue),
 		done:       make(chan struct{}),
 		drained:    make(chan struct{}),
@@ -72,4 +84,35 @@ func (r *Registration) Queued() int { return len(r.events) }
 // is safe to call more than once and does not block.
 func (r *Registration) Close() {
 	r.engine.send(r.engine.directory, &unregisterMsg{listener: r.pid})
+}
+
+// RegistrationInfo is a snapshot of one live registration.
+type RegistrationInfo struct {
+	Name       string
+	ClientAddr string
+	Since      time.Time
+	// Queued is the number of events waiting to be written to the stream.
+	Queued int
+	// Pending is the number of dials waiting for a callback.
+	Pending int64
+	// Pairs is the number of live spliced pairs.
+	Pairs int64
+	// BytesToServer and BytesToClient count bytes relayed by the
+	// registration's finished and live pairs, as each copy reports them
+	// (a live pair's bytes are counted when its direction ends).
+	BytesToServer int64
+	BytesToClient int64
+}
+
+func (r *Registration) info() RegistrationInfo {
+	return RegistrationInfo{
+		Name:          r.Name,
+		ClientAddr:    r.ClientAddr,
+		Since:         r.since,
+		Queued:        len(r.events),
+		Pending:       r.pending.Load(),
+		Pairs:         r.pairs.Load(),
+		BytesToServer: r.bytesIn.Load(),
+		BytesToClient: r.bytesOut.Load(),
+	}
 }

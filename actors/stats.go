@@ -54,13 +54,53 @@ type stats struct {
 	replaced       atomic.Int64
 	pairsCut       [numCuts]atomic.Int64
 	bytes          [2]atomic.Int64
-	spliceNanos    atomic.Int64
+	spliceLatency  histogram // from a dial reaching its listener to the start of its pair
 }
 
 func (s *stats) started(k Kind) { s.live[k].Add(1) }
 func (s *stats) stopped(k Kind) { s.live[k].Add(-1) }
 
-func (s *stats) spliceLatency(d time.Duration) { s.spliceNanos.Add(int64(d)) }
+// LatencyBuckets are the upper bounds of the engine's latency histogram,
+// in seconds: 100µs to about 3.3s, doubling.
+var LatencyBuckets = func() []float64 {
+	b := make([]float64, 16)
+	for i := range b {
+		b[i] = 100e-6 * float64(int(1)<<i)
+	}
+	return b
+}()
+
+// histogram is a fixed-bucket histogram of durations kept in atomics, so
+// observing costs two atomic adds and scraping takes no lock.
+type histogram struct {
+	counts [17]atomic.Uint64 // one per bucket, the last for +Inf
+	sum    atomic.Int64      // nanoseconds
+}
+
+func (h *histogram) observe(d time.Duration) {
+	sec := d.Seconds()
+	i := 0
+	for i < len(LatencyBuckets) && sec > LatencyBuckets[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+}
+
+// Histogram is a snapshot of a latency histogram: Counts[i] observations
+// fell in bucket i (not cumulative; the last is above every bound).
+type Histogram struct {
+	Counts []uint64
+	Sum    time.Duration
+}
+
+func (h *histogram) snapshot() Histogram {
+	out := Histogram{Counts: make([]uint64, len(h.counts)), Sum: time.Duration(h.sum.Load())}
+	for i := range h.counts {
+		out.Counts[i] = h.counts[i].Load()
+	}
+	return out
+}
 
 // mailbox returns a mailbox middleware that counts kind k's messages, so
 // that depth is posted minus processed. It is our own: the actor system's
@@ -114,6 +154,9 @@ type Stats struct {
 	// BytesToServer and BytesToClient count relayed bytes each way.
 	BytesToServer int64
 	BytesToClient int64
+	// SpliceLatency is the time from a dial reaching its registration to
+	// the start of its pair, over LatencyBuckets.
+	SpliceLatency Histogram
 }
 
 func (s *stats) snapshot() Stats {
@@ -133,5 +176,6 @@ func (s *stats) snapshot() Stats {
 	out.PairsMaxBytes = s.pairsCut[cutBytes].Load()
 	out.BytesToServer = s.bytes[toServer].Load()
 	out.BytesToClient = s.bytes[toClient].Load()
+	out.SpliceLatency = s.spliceLatency.snapshot()
 	return out
 }
