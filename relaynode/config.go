@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/clusterlink-relay/relay/actors"
@@ -63,6 +64,17 @@ type Config struct {
 	// PairMaxBytes cuts a pair once either direction has carried that many
 	// bytes. Zero (the default) means no limit.
 	PairMaxBytes int64
+
+	// TrustedProxies lists the networks of proxies the relay sits behind.
+	// Only for a request whose peer is inside one of them is the client's
+	// address taken from X-Forwarded-For: the rightmost address there that
+	// is not itself a trusted proxy. Empty (the default) trusts nobody and
+	// the client's address is the TCP peer's.
+	TrustedProxies []netip.Prefix
+
+	// MetricsPerName adds one relay_sse_queue_depth series per registered
+	// name to /metrics. Off by default: names are unbounded.
+	MetricsPerName bool
 
 	// TLSCertFile and TLSKeyFile, when both set, make Serve and
 	// ListenAndServe speak TLS with that PEM certificate chain and key.

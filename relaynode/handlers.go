@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		}
 		replaces = t
 	}
-	reg, err := n.engine.Register(r.Context(), name, r.RemoteAddr, replaces)
+	reg, err := n.engine.Register(r.Context(), name, n.clientAddr(r), replaces)
 	if err != nil {
 		n.log.Debug("register refused", slog.String("name", name), slog.String("remote", r.RemoteAddr), slog.Any("err", err))
 		refuseErr(w, err)
@@ -150,7 +151,7 @@ func (n *Node) serveDial(w http.ResponseWriter, r *http.Request, name string) {
 			return
 		}
 	}
-	pd, err := n.engine.Dial(r.Context(), name, client, r.RemoteAddr)
+	pd, err := n.engine.Dial(r.Context(), name, client, n.clientAddr(r))
 	if err != nil {
 		n.log.Debug("dial refused", slog.String("name", name), slog.Any("err", err))
 		refuseErr(w, err)
@@ -195,6 +196,40 @@ func (n *Node) serveAccept(w http.ResponseWriter, r *http.Request, tokenText str
 	n.upgrade(w, p, actors.Server, extra)
 }
 
+// clientAddr returns the address of the client behind r: the TCP peer, or,
+// when the peer is a trusted proxy, the rightmost untrusted address of
+// X-Forwarded-For (with port 0: a proxy does not pass the port on).
+func (n *Node) clientAddr(r *http.Request) string {
+	if len(n.cfg.TrustedProxies) == 0 {
+		return r.RemoteAddr
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !n.trusted(peer.Addr()) {
+		return r.RemoteAddr
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return r.RemoteAddr // a malformed chain is not believed
+		}
+		if !n.trusted(a) {
+			return netip.AddrPortFrom(a.Unmap(), 0).String()
+		}
+	}
+	return r.RemoteAddr
+}
+
+func (n *Node) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range n.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // keepAlive turns TCP keepalive on for a hijacked socket, whatever
 // listener the node was given: half-open peers of long-lived pairs are then
 // found by the kernel.
@@ -227,6 +262,9 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 		}
 	}
 	b.WriteString("\r\n")
+	if sw, ok := w.(*statusWriter); ok {
+		sw.status = http.StatusSwitchingProtocols
+	}
 	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
 	_, err = conn.Write([]byte(b.String()))
 	_ = conn.SetDeadline(time.Time{})

@@ -23,6 +23,13 @@ type Node struct {
 	log    *slog.Logger
 	engine *actors.Engine
 
+	counters counters
+	started  time.Time
+
+	rateMu   sync.Mutex // guards ratePrev and rateAt, for Status's rates
+	ratePrev map[string][2]int64
+	rateAt   time.Time
+
 	handlers sync.WaitGroup // ServeHTTP calls in flight
 	draining atomic.Bool
 
@@ -53,6 +60,7 @@ func New(cfg Config) (*Node, error) {
 		log:     cfg.Logger,
 		engine:  engine,
 		servers: make(map[*http.Server]struct{}),
+		started: time.Now(),
 	}
 	n.connsGone = sync.NewCond(&n.mu)
 	return n, nil
@@ -63,7 +71,8 @@ func (n *Node) Engine() *actors.Engine { return n.engine }
 
 // ServeHTTP routes a protocol request. Every refusal is a status and a
 // short text body, sent before any switch to raw bytes.
-func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &statusWriter{ResponseWriter: rw}
 	w.Header().Set(wire.HeaderNode, n.engine.NodeID())
 	n.mu.Lock()
 	if n.closing {
@@ -75,6 +84,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n.mu.Unlock()
 	defer n.handlers.Done()
 	route, arg, err := wire.ParseRoute(r.Method, r.URL.Path)
+	defer n.count(route, w)
 	if err != nil {
 		var re *wire.RouteError
 		if errors.As(err, &re) {
@@ -103,6 +113,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuse answers a refusal: status and a short text/plain body.
 func refuse(w http.ResponseWriter, status int, reason string) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.reason = reason
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -121,6 +134,9 @@ func refuseErr(w http.ResponseWriter, err error) {
 		refuse(w, http.StatusServiceUnavailable, "relay closed")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The client has gone; nobody reads an answer.
+		if sw, ok := w.(*statusWriter); ok {
+			sw.status = statusClientGone
+		}
 	default:
 		refuse(w, http.StatusInternalServerError, "internal error")
 	}

@@ -18,8 +18,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,34 +64,65 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("relaynode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg relaynode.Config
+	var groups flagGroups
+	g := groups.add
+
+	g("network", "listen", "log-level", "grace", "version")
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve the relay on; use :8080 to serve the public")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown lets live pairs finish")
+	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) lets live pairs finish")
+	version := fs.Bool("version", false, "print the build's version and exit")
+
+	g("TLS and auth", "tls-cert", "tls-key", "trusted-proxies")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
+	trusted := fs.String("trusted-proxies", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed")
+
+	g("limits", "heartbeat", "callback-timeout", "event-write-timeout", "read-header-timeout", "event-queue",
+		"max-pending-per-name", "pair-idle-timeout", "pair-max-duration", "pair-max-bytes")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of SSE heartbeats on registration streams")
 	fs.DurationVar(&cfg.CallbackTimeout, "callback-timeout", 10*time.Second, "how long a dial waits for the server's callback before 504")
 	fs.DurationVar(&cfg.EventWriteTimeout, "event-write-timeout", 10*time.Second, "deadline for writing one SSE event; a stream that misses it is dropped")
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "deadline for reading request headers")
+	fs.IntVar(&cfg.EventQueue, "event-queue", 64, "SSE events one registration may have queued; a dial finding it full gets 503")
+	fs.IntVar(&cfg.MaxPendingPerName, "max-pending-per-name", 1024, "dials that may wait on one registration")
 	fs.DurationVar(&cfg.PairIdleTimeout, "pair-idle-timeout", 0, "cut a spliced pair after this long with no byte either way (0: never)")
 	fs.DurationVar(&cfg.PairMaxDuration, "pair-max-duration", 0, "cut a spliced pair this long after it started (0: never)")
 	fs.Int64Var(&cfg.PairMaxBytes, "pair-max-bytes", 0, "cut a spliced pair once either direction carried this many bytes (0: no limit)")
-	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
-	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
-	fs.IntVar(&cfg.EventQueue, "event-queue", 64, "SSE events one registration may have queued; a dial finding it full gets 503")
-	fs.IntVar(&cfg.MaxPendingPerName, "max-pending-per-name", 1024, "dials that may wait on one registration")
+
+	g("actors", "mailbox-directory", "mailbox-listener", "mailbox-pending", "mailbox-pair")
 	cfg.Mailboxes = actors.DefaultMailboxes
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Directory}, "mailbox-directory", "directory actor mailbox: unbounded, unbounded-lockfree or bounded:SIZE")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Listener}, "mailbox-listener", "listener actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: relaynode [flags]\n\nRuns a clusterlink relay. SIGINT or SIGTERM drains it; a second signal stops it at once.\n\nFlags:\n")
-		fs.PrintDefaults()
+
+	g("admin", "admin-listen", "metrics-per-name")
+	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
+	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
+
+	fs.Usage = func() { groups.usage(fs) }
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *version {
+		fmt.Fprintln(stderr, versionString())
+		return nil
+	}
+	if *trusted != "" {
+		for _, c := range strings.Split(*trusted, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(c))
+			if err != nil {
+				return fmt.Errorf("-trusted-proxies: %w", err)
+			}
+			cfg.TrustedProxies = append(cfg.TrustedProxies, p)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -112,8 +145,23 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 		scheme = "https"
 	}
 	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("node", node.Engine().NodeID()))
+	if cfg.TLSCertFile == "" && !isLoopback(ln.Addr()) {
+		log.Warn("serving plain HTTP on a non-loopback address: names and tokens cross the network in clear; use -tls-cert and -tls-key")
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
+	}
+
+	var admin net.Listener
+	if *adminListen != "" {
+		admin, err = net.Listen("tcp", *adminListen)
+		if err != nil {
+			ln.Close()
+			node.Close()
+			return fmt.Errorf("-admin-listen: %w", err)
+		}
+		log.Info("admin listening", slog.String("addr", admin.Addr().String()))
+		go func() { _ = node.ServeAdmin(admin) }()
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -147,4 +195,10 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// isLoopback reports whether a is a loopback address.
+func isLoopback(a net.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && ap.Addr().IsLoopback()
 }

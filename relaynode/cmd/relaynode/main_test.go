@@ -146,6 +146,7 @@ func TestFlags(t *testing.T) {
 		wantOut string
 	}{
 		{args: []string{"-h"}, wantErr: "flag: help requested", wantOut: "-mailbox-directory"},
+		{args: []string{"-trusted-proxies", "10.0.0.0/33"}, wantErr: "-trusted-proxies"},
 		{args: []string{"-mailbox-pair", "lossy"}, wantErr: "unknown mailbox kind"},
 		{args: []string{"-log-level", "loud"}, wantErr: "-log-level"},
 		{args: []string{"-heartbeat", "1ns"}, wantErr: "Heartbeat"},

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnvConfig(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "")
+	hb := fs.Duration("heartbeat", time.Second, "")
+	env := map[string]string{"RELAYNODE_LISTEN": "127.0.0.1:9999", "RELAYNODE_HEARTBEAT": "3s"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := applyEnv(fs, lookup); err != nil {
+		t.Fatal(err)
+	}
+	// A flag on the command line wins over the environment.
+	if err := fs.Parse([]string{"-heartbeat", "5s"}); err != nil {
+		t.Fatal(err)
+	}
+	if *listen != "127.0.0.1:9999" || *hb != 5*time.Second {
+		t.Fatalf("listen %q heartbeat %v; want env listen and flag heartbeat", *listen, *hb)
+	}
+	env["RELAYNODE_HEARTBEAT"] = "soon"
+	err := applyEnv(fs, lookup)
+	if err == nil || !strings.Contains(err.Error(), "RELAYNODE_HEARTBEAT") {
+		t.Fatalf("bad env value: %v, want an error naming the variable", err)
+	}
+}
+
+func TestHelpGroupsAndVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run([]string{"-h"}, &out, nil); err == nil {
+		t.Fatal("-h: want flag.ErrHelp")
+	}
+	help := out.String()
+	last := -1
+	for _, topic := range []string{"network:", "TLS and auth:", "limits:", "actors:", "admin:"} {
+		i := strings.Index(help, "\n"+topic+"\n")
+		if i < 0 || i < last {
+			t.Fatalf("help lacks topic %q in order:\n%s", topic, help)
+		}
+		last = i
+	}
+	for _, f := range []string{"-admin-listen", "-mailbox-pair", "-tls-cert", "RELAYNODE_LISTEN"} {
+		if !strings.Contains(help, f) {
+			t.Errorf("help lacks %s", f)
+		}
+	}
+	out.Reset()
+	if err := run([]string{"-version"}, &out, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "github.com/clusterlink-relay/relay") || !strings.Contains(out.String(), "go1.") {
+		t.Fatalf("-version printed %q", out.String())
+	}
+}

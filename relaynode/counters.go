@@ -1,0 +1,137 @@
+package relaynode
+
+import (
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// Dial outcomes, the label values of relay_dials_total.
+const (
+	outcomeSpliced     = "spliced"
+	outcomeTimeout     = "timeout"
+	outcomeUnknownName = "unknown_name"
+	outcomeRefused     = "refused"
+	outcomeCancelled   = "cancelled"
+)
+
+var outcomes = []string{outcomeSpliced, outcomeTimeout, outcomeUnknownName, outcomeRefused, outcomeCancelled}
+
+// refusalKey is one refusal reason: route, status and reason text, a
+// bounded set fixed by the code.
+type refusalKey struct {
+	Route  string
+	Status int
+	Reason string
+}
+
+// counters are the node's own counts, beside the engine's.
+type counters struct {
+	dials [5]atomic.Int64 // by outcomes index
+
+	mu       sync.Mutex // guards refusals
+	refusals map[refusalKey]int64
+}
+
+func (c *counters) dial(outcome string) {
+	for i, o := range outcomes {
+		if o == outcome {
+			c.dials[i].Add(1)
+			return
+		}
+	}
+}
+
+func (c *counters) refused(k refusalKey) {
+	c.mu.Lock()
+	if c.refusals == nil {
+		c.refusals = make(map[refusalKey]int64)
+	}
+	c.refusals[k]++
+	c.mu.Unlock()
+}
+
+// Refusal is one refusal reason with its count.
+type Refusal struct {
+	Route  string `json:"route"`
+	Status int    `json:"status"`
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
+}
+
+func (c *counters) refusalList() []Refusal {
+	c.mu.Lock()
+	out := make([]Refusal, 0, len(c.refusals))
+	for k, n := range c.refusals {
+		out = append(out, Refusal{Route: k.Route, Status: k.Status, Reason: k.Reason, Count: n})
+	}
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Route != out[j].Route {
+			return out[i].Route < out[j].Route
+		}
+		return out[i].Reason < out[j].Reason
+	})
+	return out
+}
+
+func (c *counters) dialCounts() map[string]int64 {
+	m := make(map[string]int64, len(outcomes))
+	for i, o := range outcomes {
+		m[o] = c.dials[i].Load()
+	}
+	return m
+}
+
+// statusWriter records the status and refusal reason a handler answered,
+// for the node's counters. Unwrap lets http.ResponseController reach the
+// real writer for Flush, deadlines and Hijack.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	reason string
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// count records one answered request.
+func (n *Node) count(route wire.Route, w *statusWriter) {
+	status := w.status
+	if route == wire.RouteDial {
+		switch status {
+		case http.StatusSwitchingProtocols:
+			n.counters.dial(outcomeSpliced)
+		case http.StatusGatewayTimeout:
+			n.counters.dial(outcomeTimeout)
+		case http.StatusNotFound:
+			n.counters.dial(outcomeUnknownName)
+		case 0, statusClientGone:
+			n.counters.dial(outcomeCancelled)
+		default:
+			n.counters.dial(outcomeRefused)
+		}
+	}
+	if status >= 400 && status != statusClientGone {
+		n.counters.refused(refusalKey{Route: route.String(), Status: status, Reason: w.reason})
+	}
+}
+
+// statusClientGone marks a request whose client left before an answer.
+const statusClientGone = 499
