@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"context"
 	"io"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,4 +114,55 @@ func BenchmarkBulk(b *testing.B) {
 		dial, _ := relayed(b, relaynode.Config{}, true)
 		run(b, dial)
 	})
+}
+
+// BenchmarkMetricsCost measures the dial rate with /metrics scraped every
+// 100ms against the same relay unscraped. The node's own counters are
+// always on (a few atomic adds per request); the Prometheus collector reads
+// them only at scrape time, so the scrape is what there is to measure.
+func BenchmarkMetricsCost(b *testing.B) {
+	for _, scraped := range []bool{false, true} {
+		name := "metrics=off"
+		if scraped {
+			name = "metrics=scraped-100ms"
+		}
+		b.Run(name, func(b *testing.B) {
+			dial, r := relayed(b, relaynode.Config{}, false)
+			admin := r.Node.AdminHandler()
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if !scraped {
+					return
+				}
+				t := time.NewTicker(100 * time.Millisecond)
+				defer t.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+						rec := httptest.NewRecorder()
+						admin.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+						if rec.Code != 200 {
+							b.Errorf("scrape: %d", rec.Code)
+						}
+					}
+				}
+			}()
+			ctx := context.Background()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := roundTrip(ctx, dial); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			close(stop)
+			<-done
+		})
+	}
 }

@@ -211,7 +211,7 @@ td:first-child,th:first-child{text-align:left}
 {{end}}</div>
 <h2>Names</h2>
 {{if .Names}}<table><tr><th>name</th><th>members</th><th>server</th><th>registered</th><th>queued</th><th>pending</th><th>pairs</th><th>to server</th><th>to client</th></tr>
-{{range .Names}}<tr><td>{{.Name}}</td><td>{{.Members}}</td><td>{{.ClientAddr}}</td><td>{{ago .Since}} ago</td><td>{{.Queued}}</td><td>{{.Pending}}</td><td>{{.Pairs}}</td><td>{{rate .RateToServer}}</td><td>{{rate .RateToClient}}</td></tr>
+{{range .Names}}<tr><td>{{.Name}}</td><td>{{.Members}}</td><td>{{.ClientAddr}}</td><td>{{ago .Since}} ago</td><td>{{.Queued}}</td><td>{{.Pending}}</td><td>{{.Pairs}}</td><td>{{bytes .BytesToServer}} ({{rate .RateToServer}})</td><td>{{bytes .BytesToClient}} ({{rate .RateToClient}})</td></tr>
 {{end}}</table>{{else}}<p class="empty">no registrations</p>{{end}}
 <h2>Refusals</h2>
 {{if .Refusals}}<table><tr><th>route</th><th>status</th><th>reason</th><th>count</th></tr>

@@ -1,0 +1,926 @@
+package relaynode_test
+
+// Reliability checks of the design's matrix (DESIGN.md §7): C1 relay
+// restarts, C2 graceful shutdown, C4 faults mid-transfer, D7 a blackholed
+// registration stream, and the opt-in H4 soak. Each reports its figures with
+// t.Logf; run with -v to see them.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+var soak = flag.Duration("soak", 0, "run TestSoak for this long")
+
+// stater is what a relay listener exposes of its registration.
+type stater interface {
+	State() endpoints.ListenerState
+}
+
+// leakCheck fails the test if a goroutine started during it is still alive
+// once its other cleanups have run. Call it first.
+func leakCheck(t *testing.T) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+}
+
+// acceptLoop accepts on ln and runs handle for each conn, recording every
+// error Accept returns other than the net.ErrClosed of stop.
+type acceptLoop struct {
+	ln       net.Listener
+	wg       sync.WaitGroup
+	stopping atomic.Bool
+	accepted atomic.Int64
+
+	mu    sync.Mutex // guards the following
+	errs  []error
+	conns map[net.Conn]struct{}
+}
+
+// serveLoop starts an accept loop on ln, stopped in cleanup.
+func serveLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) *acceptLoop {
+	t.Helper()
+	a := &acceptLoop{ln: ln, conns: make(map[net.Conn]struct{})}
+	a.wg.Add(1)
+	go a.run(handle)
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *acceptLoop) run(handle func(net.Conn)) {
+	defer a.wg.Done()
+	for {
+		c, err := a.ln.Accept()
+		if err != nil {
+			if !a.stopping.Load() || !errors.Is(err, net.ErrClosed) {
+				a.mu.Lock()
+				a.errs = append(a.errs, err)
+				a.mu.Unlock()
+			}
+			return
+		}
+		a.accepted.Add(1)
+		a.mu.Lock()
+		a.conns[c] = struct{}{}
+		a.mu.Unlock()
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			defer func() {
+				c.Close()
+				a.mu.Lock()
+				delete(a.conns, c)
+				a.mu.Unlock()
+			}()
+			handle(c)
+		}()
+	}
+}
+
+// stop closes the listener and the conns still being handled, and waits for
+// every handler. It is safe to call twice.
+func (a *acceptLoop) stop() {
+	a.stopping.Store(true)
+	a.ln.Close()
+	a.mu.Lock()
+	for c := range a.conns {
+		c.Close()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+// acceptErrs returns the errors Accept returned before stop.
+func (a *acceptLoop) acceptErrs() []error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.errs)
+}
+
+func halfClose(c net.Conn) error {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		return fmt.Errorf("%T has no CloseWrite", c)
+	}
+	return cw.CloseWrite()
+}
+
+// echoBack copies c back to itself and half-closes it at EOF.
+func echoBack(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	if _, err := io.Copy(c, c); err == nil {
+		_ = halfClose(c)
+	}
+}
+
+// chachaBytes returns n bytes of ChaCha8 output for seed.
+func chachaBytes(seed uint64, n int) []byte {
+	var key [32]byte
+	key[0], key[1] = byte(seed), byte(seed>>8)
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8(key).Read(b)
+	return b
+}
+
+// pingName dials name, echoes a few bytes and checks them, all within ctx.
+func pingName(ctx context.Context, d *endpoints.RelayDialer, name string) error {
+	c, err := d.DialContext(ctx, "tcp", name)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(c, "ping"); err != nil {
+		return err
+	}
+	if err := halfClose(c); err != nil {
+		return err
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if string(got) != "ping" {
+		return fmt.Errorf("echo %q, want %q", got, "ping")
+	}
+	return nil
+}
+
+// pollPingName pings name until it succeeds or bound passes, each attempt
+// bounded by a second. It returns the attempts made and the last error.
+func pollPingName(d *endpoints.RelayDialer, name string, bound time.Duration) (int, error) {
+	deadline := time.Now().Add(bound)
+	for attempts := 1; ; attempts++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := pingName(ctx, d, name)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return attempts, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// flow is an endless echo transfer: a writer paced at about 32 MB/s and a
+// reader counting the echo. It ends only when the conn fails.
+type flow struct {
+	conn   net.Conn
+	echoed atomic.Int64
+	done   chan error // the reader's error, once both goroutines ended
+}
+
+func startFlow(c net.Conn) *flow {
+	f := &flow{conn: c, done: make(chan error, 1)}
+	werr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := c.Write(buf); err != nil {
+				werr <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	go func() {
+		buf := make([]byte, 32<<10)
+		var err error
+		for err == nil {
+			var n int
+			n, err = c.Read(buf)
+			f.echoed.Add(int64(n))
+		}
+		c.Close() // unblocks the writer
+		<-werr
+		f.done <- err
+	}()
+	return f
+}
+
+// waitEchoed waits, at most bound, for the flow to have echoed n bytes.
+func (f *flow) waitEchoed(t testing.TB, n int64, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for f.echoed.Load() < n {
+		if time.Now().After(deadline) {
+			f.conn.Close()
+			<-f.done
+			t.Fatalf("flow echoed %d bytes after %v, want %d", f.echoed.Load(), bound, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// wait waits, at most bound, for the flow to end, and returns its error
+// (io.EOF for a clean end).
+func (f *flow) wait(t testing.TB, bound time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-f.done:
+		return err
+	case <-time.After(bound):
+		f.conn.Close()
+		<-f.done
+		t.Fatalf("flow still running %v after its relay went", bound)
+		return nil
+	}
+}
+
+// freeLoopbackAddr returns a loopback address that was free a moment ago.
+func freeLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func medianMax(ds []time.Duration) (median, maximum time.Duration) {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2], s[len(s)-1]
+}
+
+// TestRelayRestart is C1 in process: a relay on a fixed port is closed
+// mid-stream and started again 20 times. The listener must come back each
+// time by itself, and Accept must never fail.
+func TestRelayRestart(t *testing.T) {
+	leakCheck(t)
+	const cycles = 20
+	addr := freeLoopbackAddr(t)
+	var stop func() // closes the running relay and waits for its Serve
+	t.Cleanup(func() {
+		if stop != nil {
+			stop()
+		}
+	})
+	startRelay := func() {
+		t.Helper()
+		node, err := relaynode.New(relaynode.Config{Heartbeat: 100 * time.Millisecond, Logger: relaytest.Logger(t, slog.LevelWarn)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ln net.Listener
+		relaytest.Eventually(t, 5*time.Second, func() bool {
+			ln, err = net.Listen("tcp", addr)
+			return err == nil
+		}, "cannot listen on "+addr+" again")
+		served := make(chan error, 1)
+		go func() { served <- node.Serve(ln) }()
+		stop = func() {
+			stop = nil
+			node.Close()
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		}
+	}
+
+	t0 := time.Now()
+	startRelay()
+	ln, err := endpoints.ListenRelay("tcp", "c1", "http://"+addr, endpoints.WithBackoff(20*time.Millisecond, 300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := serveLoop(t, ln, echoBack)
+	d := endpoints.NewRelayDialer(addr, "c1-client")
+	var took []time.Duration
+	for i := range cycles {
+		if i > 0 {
+			t0 = time.Now()
+			startRelay()
+		}
+		attempts, err := pollPingName(d, "c1", 10*time.Second)
+		if err != nil {
+			t.Fatalf("cycle %d: no successful dial within 10s of the restart (%d attempts): %v", i, attempts, err)
+		}
+		took = append(took, time.Since(t0))
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := d.DialContext(ctx, "tcp", "c1")
+		cancel()
+		if err != nil {
+			t.Fatalf("cycle %d: dial for the transfer: %v", i, err)
+		}
+		f := startFlow(c)
+		f.waitEchoed(t, 256<<10, 10*time.Second)
+		stop() // killed mid-stream
+		err = f.wait(t, 10*time.Second)
+		t.Logf("cycle %2d: restart→first dial %v (%d attempts); transfer cut after %d bytes echoed: %v", i, took[i].Round(time.Millisecond), attempts, f.echoed.Load(), err)
+	}
+	if errs := loop.acceptErrs(); len(errs) > 0 {
+		t.Errorf("Accept returned errors across restarts: %v", errs)
+	}
+	st := ln.(stater).State()
+	if st.Reconnects < cycles-1 {
+		t.Errorf("State().Reconnects = %d, want >= %d", st.Reconnects, cycles-1)
+	}
+	med, mx := medianMax(took)
+	t.Logf("C1 in-process: %d cycles, restart→first successful dial median %v max %v; listener reconnects %d, callbacks failed %d",
+		cycles, med.Round(time.Millisecond), mx.Round(time.Millisecond), st.Reconnects, ln.(interface{ Failed() int64 }).Failed())
+}
+
+// TestShutdownDrain is C2: Shutdown with pairs mid-transfer. Pairs that
+// finish within the grace period are byte-exact; endless pairs are cut at
+// its end; new dials meanwhile are refused.
+func TestShutdownDrain(t *testing.T) {
+	t.Run("finishing and endless pairs", func(t *testing.T) { testShutdown(t, 3) })
+	t.Run("finishing pairs only", func(t *testing.T) { testShutdown(t, 0) })
+}
+
+// transferEnd is how one end of a transfer ended.
+type transferEnd struct {
+	kind byte // 'F' finishing, 'E' endless
+	n    int64
+	sum  [sha256.Size]byte
+	err  error
+	at   time.Time
+}
+
+func testShutdown(t *testing.T, endless int) {
+	leakCheck(t)
+	const (
+		finishing = 3
+		size      = 4 << 20
+		piece     = 128 << 10
+		grace     = 1500 * time.Millisecond
+		slack     = 2 * time.Second
+	)
+	r := relaytest.Start(t, relaynode.Config{})
+	ln, err := endpoints.ListenRelay("tcp", "c2", r.URL, endpoints.WithBackoff(20*time.Millisecond, 200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := ln.(stater)
+	total := finishing + endless
+	serverEnds := make(chan transferEnd, total)
+	serveLoop(t, ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+		var kind [1]byte
+		if _, err := io.ReadFull(c, kind[:]); err != nil {
+			serverEnds <- transferEnd{err: err, at: time.Now()}
+			return
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		e := transferEnd{kind: kind[0], n: n, err: err, at: time.Now()}
+		h.Sum(e.sum[:0])
+		if err == nil {
+			if _, err := c.Write(e.sum[:]); err == nil {
+				_ = halfClose(c)
+			}
+		}
+		serverEnds <- e
+	})
+
+	d := endpoints.NewRelayDialer(r.Addr, "c2-client")
+	clientEnds := make(chan transferEnd, total)
+	started := make(chan struct{}, total)
+	var clients sync.WaitGroup
+	for i := range total {
+		kind := byte('F')
+		if i >= finishing {
+			kind = 'E'
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := d.DialContext(ctx, "tcp", "c2")
+		cancel()
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			defer c.Close()
+			if _, err := c.Write([]byte{kind}); err != nil {
+				started <- struct{}{}
+				clientEnds <- transferEnd{kind: kind, err: err, at: time.Now()}
+				return
+			}
+			if kind == 'E' {
+				f := startFlow(c)
+				started <- struct{}{}
+				err := <-f.done
+				clientEnds <- transferEnd{kind: kind, err: err, at: time.Now()}
+				return
+			}
+			// About 300ms of paced writes: mid-transfer at Shutdown.
+			payload := chachaBytes(uint64(i), size)
+			e := transferEnd{kind: kind}
+			for off := 0; off < size && e.err == nil; off += piece {
+				_, e.err = c.Write(payload[off : off+piece])
+				if off == 0 {
+					started <- struct{}{}
+				}
+				time.Sleep(9 * time.Millisecond)
+			}
+			if e.err == nil {
+				e.err = halfClose(c)
+			}
+			if e.err == nil {
+				var got []byte
+				got, e.err = io.ReadAll(c)
+				e.n = int64(copy(e.sum[:], got))
+				if e.err == nil && sha256.Sum256(payload) != e.sum {
+					e.err = fmt.Errorf("server saw %x (%d bytes back), sent %x", e.sum, len(got), sha256.Sum256(payload))
+				}
+			}
+			e.at = time.Now()
+			clientEnds <- e
+		}()
+	}
+	t.Cleanup(clients.Wait)
+	for range total {
+		<-started
+	}
+	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().LivePairs() == total }, "pairs not all spliced")
+
+	// A connection opened before the drain, whose request comes during it.
+	early, err := net.Dial("tcp", r.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	shutStart := time.Now()
+	shut := make(chan error, 1)
+	go func() { shut <- r.Node.Shutdown(ctx) }()
+
+	// The listener hears the drain, so the relay is draining by then.
+	relaytest.Eventually(t, 2*time.Second, func() bool { return !st.State().Connected }, "listener never heard the drain")
+	_ = early.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(early, "POST %s HTTP/1.1\r\nHost: relay\r\nConnection: Upgrade\r\nUpgrade: %s\r\nContent-Length: 0\r\n\r\n", wire.PathDial+"c2", wire.UpgradeProtocol)
+	resp, err := http.ReadResponse(bufio.NewReader(early), nil)
+	if err != nil {
+		t.Errorf("dial sent during the drain on an open connection: %v", err)
+	} else if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("dial sent during the drain on an open connection: status %d, want 503", resp.StatusCode)
+	}
+
+	// New dials while Shutdown runs.
+	var refused503, connErrs int
+	var shutErr error
+	var shutTook time.Duration
+	for done := false; !done; {
+		dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		c, err := d.DialContext(dctx, "tcp", "c2")
+		dcancel()
+		var re *endpoints.RelayError
+		switch {
+		case err == nil:
+			c.Close()
+			t.Errorf("a dial during the drain succeeded")
+		case errors.As(err, &re) && re.Status == http.StatusServiceUnavailable:
+			refused503++
+		case errors.As(err, &re), errors.Is(err, context.DeadlineExceeded):
+			t.Errorf("a dial during the drain: %v; want 503 or a connection error", err)
+		default:
+			connErrs++
+		}
+		select {
+		case shutErr = <-shut:
+			shutTook = time.Since(shutStart)
+			done = true
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Since(shutStart) > grace+10*time.Second {
+			t.Fatalf("Shutdown has not returned after %v", time.Since(shutStart))
+		}
+	}
+
+	if endless > 0 {
+		if !errors.Is(shutErr, context.DeadlineExceeded) {
+			t.Errorf("Shutdown = %v, want context.DeadlineExceeded: pairs had to be cut", shutErr)
+		}
+		if shutTook < grace || shutTook > grace+slack {
+			t.Errorf("Shutdown took %v, want between %v and %v", shutTook, grace, grace+slack)
+		}
+	} else if shutErr != nil {
+		t.Errorf("Shutdown = %v, want nil: every pair finished", shutErr)
+	}
+
+	collect := func(ch chan transferEnd, side string) []transferEnd {
+		var out []transferEnd
+		timeout := time.After(grace + slack + 5*time.Second)
+		for range total {
+			select {
+			case e := <-ch:
+				out = append(out, e)
+			case <-timeout:
+				t.Fatalf("%s ends: %d of %d after Shutdown", side, len(out), total)
+			}
+		}
+		return out
+	}
+	var serverFinishing int
+	for _, e := range collect(serverEnds, "server") {
+		switch e.kind {
+		case 'F':
+			serverFinishing++
+			if e.err != nil || e.n != size {
+				t.Errorf("server end of a finishing pair: %d bytes, %v; want %d and EOF", e.n, e.err, size)
+			}
+		case 'E':
+			if after := e.at.Sub(shutStart); after > grace+slack {
+				t.Errorf("server end of an endless pair ended %v after Shutdown began, want <= %v", after, grace+slack)
+			}
+		default:
+			t.Errorf("server end of unknown kind: %v", e.err)
+		}
+	}
+	var lastCut time.Duration
+	for _, e := range collect(clientEnds, "client") {
+		after := e.at.Sub(shutStart)
+		switch e.kind {
+		case 'F':
+			if e.err != nil {
+				t.Errorf("finishing pair, client: %v", e.err)
+			}
+		case 'E':
+			lastCut = max(lastCut, after)
+			if e.err == nil {
+				t.Errorf("endless pair, client: ended without error or EOF")
+			}
+			if after > grace+slack {
+				t.Errorf("endless pair, client ended %v after Shutdown began, want <= %v", after, grace+slack)
+			}
+		}
+	}
+	if serverFinishing != finishing {
+		t.Errorf("%d finishing pairs reached the server's end, want %d", serverFinishing, finishing)
+	}
+	t.Logf("C2: %d finishing + %d endless pairs: Shutdown(%v) = %v after %v; endless pairs cut by %v; dials during the drain: %d refused 503, %d connection errors, plus 503 on an early connection",
+		finishing, endless, grace, shutErr, shutTook.Round(time.Millisecond), lastCut.Round(time.Millisecond), refused503, connErrs)
+}
+
+// TestFaults is C4: faults injected by a proxy between the endpoints and the
+// relay, mid-transfer. Each 1 MiB echo run must end byte-exact at both
+// ends or with an error at both; a clean end is always byte-exact.
+func TestFaults(t *testing.T) {
+	const size = 1 << 20
+	tests := []struct {
+		name      string
+		cfg       relaynode.Config
+		before    func(*relaytest.FaultProxy) // before the dial
+		half      func(*relaytest.FaultProxy) // once half the bytes are written
+		deadline  time.Duration               // on the endpoints' conns
+		wantExact bool
+	}{
+		{name: "reset", half: (*relaytest.FaultProxy).ResetAll, deadline: 10 * time.Second},
+		{name: "latency 20ms", before: func(p *relaytest.FaultProxy) { p.SetLatency(20 * time.Millisecond) }, deadline: 15 * time.Second, wantExact: true},
+		{name: "latency set mid-transfer", half: func(p *relaytest.FaultProxy) { p.SetLatency(20 * time.Millisecond) }, deadline: 15 * time.Second, wantExact: true},
+		{name: "data limit 256KiB", before: func(p *relaytest.FaultProxy) { p.SetDataLimit(256 << 10) }, deadline: 10 * time.Second},
+		{
+			name:     "blackhole",
+			cfg:      relaynode.Config{PairIdleTimeout: 500 * time.Millisecond},
+			half:     func(p *relaytest.FaultProxy) { p.Blackhole(true) },
+			deadline: 5 * time.Second,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leakCheck(t)
+			r := relaytest.Start(t, tt.cfg)
+			p := relaytest.NewFaultProxy(t, r.Addr)
+			t.Cleanup(func() { p.Blackhole(false) })
+			ln, err := endpoints.ListenRelay("tcp", "c4", "http://"+p.Addr, endpoints.WithBackoff(20*time.Millisecond, 200*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			serverEnd := make(chan transferEnd, 1)
+			serveLoop(t, ln, func(c net.Conn) {
+				_ = c.SetDeadline(time.Now().Add(tt.deadline))
+				h := sha256.New()
+				n, err := io.Copy(c, io.TeeReader(c, h))
+				if err == nil {
+					err = halfClose(c)
+				}
+				e := transferEnd{n: n, err: err, at: time.Now()}
+				h.Sum(e.sum[:0])
+				select {
+				case serverEnd <- e:
+				default:
+					t.Errorf("a second conn was accepted")
+				}
+			})
+			if tt.before != nil {
+				tt.before(p)
+			}
+			payload := chachaBytes(4, size)
+			want := sha256.Sum256(payload)
+			d := endpoints.NewRelayDialer(p.Addr, "c4-client")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := d.DialContext(ctx, "tcp", "c4")
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			_ = c.SetDeadline(start.Add(tt.deadline))
+			half := make(chan struct{})
+			werr := make(chan error, 1)
+			go func() {
+				for off := 0; off < size; off += 32 << 10 {
+					if off == size/2 {
+						close(half)
+					}
+					if _, err := c.Write(payload[off : off+32<<10]); err != nil {
+						werr <- err
+						return
+					}
+				}
+				werr <- halfClose(c)
+			}()
+			readEnd := make(chan transferEnd, 1)
+			go func() {
+				h := sha256.New()
+				n, err := io.Copy(h, c)
+				e := transferEnd{n: n, err: err}
+				h.Sum(e.sum[:0])
+				readEnd <- e
+			}()
+			if tt.half != nil {
+				select {
+				case <-half:
+					tt.half(p)
+				case err := <-werr:
+					werr <- err
+				}
+			}
+			client := <-readEnd
+			client.err = errors.Join(client.err, <-werr)
+			client.at = time.Now()
+			var server transferEnd
+			select {
+			case server = <-serverEnd:
+			case <-time.After(tt.deadline + 5*time.Second):
+				t.Fatalf("the server's end never finished")
+			}
+			took := client.at.Sub(start)
+			if server.at.After(client.at) {
+				took = server.at.Sub(start)
+			}
+
+			outcome := func(side string, e transferEnd) string {
+				switch {
+				case e.err != nil:
+					return fmt.Sprintf("%s error after %d bytes (%v)", side, e.n, e.err)
+				case e.n == size && e.sum == want:
+					return side + " byte-exact"
+				default:
+					return fmt.Sprintf("%s clean end after %d bytes, SHA-256 %x", side, e.n, e.sum[:4])
+				}
+			}
+			t.Logf("C4 %s: %s; %s; ended in %v", tt.name, outcome("client", client), outcome("server", server), took.Round(time.Millisecond))
+			for side, e := range map[string]transferEnd{"client": client, "server": server} {
+				if e.err == nil && (e.n != size || e.sum != want) {
+					t.Errorf("%s: silent truncation or corruption: clean end after %d of %d bytes", side, e.n, size)
+				}
+			}
+			if (client.err == nil) != (server.err == nil) {
+				t.Errorf("one end succeeded and the other failed: %s; %s", outcome("client", client), outcome("server", server))
+			}
+			if tt.wantExact && (client.err != nil || server.err != nil) {
+				t.Errorf("want byte-exact at both ends: %s; %s", outcome("client", client), outcome("server", server))
+			}
+			if took > tt.deadline+5*time.Second {
+				t.Errorf("run took %v", took)
+			}
+			p.Blackhole(false)
+			relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().LivePairs() == 0 }, "live pairs never returned to 0")
+		})
+	}
+}
+
+// TestBlackholedStream is D7: the registration stream's link goes silent.
+// The listener finds it dead by missed heartbeats, a dial meanwhile fails
+// without hanging, and the listener is back once the link is.
+func TestBlackholedStream(t *testing.T) {
+	leakCheck(t)
+	r := relaytest.Start(t, relaynode.Config{Heartbeat: 100 * time.Millisecond, CallbackTimeout: time.Second})
+	p := relaytest.NewFaultProxy(t, r.Addr)
+	t.Cleanup(func() { p.Blackhole(false) })
+	var changes atomic.Int64
+	ln, err := endpoints.ListenRelay("tcp", "d7", "http://"+p.Addr,
+		endpoints.WithBackoff(20*time.Millisecond, 200*time.Millisecond),
+		endpoints.WithHandshakeTimeout(500*time.Millisecond),
+		endpoints.WithStateFunc(func(endpoints.ListenerState) { changes.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := ln.(stater)
+	loop := serveLoop(t, ln, echoBack)
+	d := endpoints.NewRelayDialer(r.Addr, "d7-client")
+	if _, err := pollPingName(d, "d7", 5*time.Second); err != nil {
+		t.Fatalf("dial before the blackhole: %v", err)
+	}
+
+	t0 := time.Now()
+	p.Blackhole(true)
+	relaytest.Eventually(t, 2*time.Second, func() bool { return !st.State().Connected }, "listener still connected through a silent link")
+	detect := time.Since(t0)
+
+	dialStart := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	c, err := d.DialContext(ctx, "tcp", "d7")
+	cancel()
+	dialTook := time.Since(dialStart)
+	var re *endpoints.RelayError
+	switch {
+	case err == nil:
+		c.Close()
+		t.Errorf("a dial during the blackhole succeeded")
+	case errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &re):
+		t.Errorf("a dial during the blackhole hung for %v: %v", dialTook, err)
+	case !errors.As(err, &re) || (re.Status != http.StatusGatewayTimeout && re.Status != http.StatusBadGateway):
+		t.Errorf("a dial during the blackhole: %v; want 504 or 502", err)
+	}
+
+	t1 := time.Now()
+	p.Blackhole(false)
+	relaytest.Eventually(t, 5*time.Second, func() bool { return st.State().Connected }, "listener did not reconnect once the link was back")
+	reconnect := time.Since(t1)
+	s := st.State()
+	if s.Reconnects < 1 {
+		t.Errorf("State().Reconnects = %d, want >= 1", s.Reconnects)
+	}
+	if _, err := pollPingName(d, "d7", 5*time.Second); err != nil {
+		t.Errorf("dial after the link came back: %v", err)
+	}
+	if errs := loop.acceptErrs(); len(errs) > 0 {
+		t.Errorf("Accept returned errors: %v", errs)
+	}
+	t.Logf("D7: silent link found dead after %v (heartbeat 100ms); dial meanwhile failed after %v: %v; reconnected %v after the link came back (reconnects %d, state changes %d, last error %v)",
+		detect.Round(time.Millisecond), dialTook.Round(time.Millisecond), err, reconnect.Round(time.Millisecond), s.Reconnects, changes.Load(), s.LastError)
+}
+
+// TestSoak is H4, opt-in with -soak=DURATION: 100 clients dial, echo 32 KiB
+// and close in a loop, one iteration in ten aborted mid-transfer. Heap and
+// goroutines must stay flat, and every completed echo must be exact.
+func TestSoak(t *testing.T) {
+	if *soak == 0 {
+		t.Skip("opt-in: go test -run Soak -soak=5m ./relaynode")
+	}
+	leakCheck(t)
+	const (
+		clients = 100
+		size    = 32 << 10
+	)
+	r := relaytest.Start(t, relaynode.Config{EventQueue: 256})
+	ln, err := endpoints.ListenRelay("tcp", "soak", r.URL, endpoints.WithCallbackWorkers(64), endpoints.WithAcceptBacklog(128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := serveLoop(t, ln, echoBack)
+	d := endpoints.NewRelayDialer(r.Addr, "soak-client")
+
+	type sample struct {
+		at         time.Duration
+		heap       uint64
+		goroutines int
+	}
+	begin := time.Now()
+	take := func(label string) sample {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		s := sample{at: time.Since(begin), heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine()}
+		t.Logf("soak %-8s t=%-6v HeapAlloc %7.2f MiB, goroutines %4d, iterations %d", label, s.at.Round(time.Second), float64(s.heap)/(1<<20), s.goroutines, iterations.Load())
+		return s
+	}
+	baseline := take("baseline")
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			soakClient(d, uint64(i), size, stop)
+		}()
+	}
+	var samples []sample
+	tick := time.NewTicker(min(10*time.Second, *soak))
+	for time.Since(begin) < *soak {
+		<-tick.C
+		samples = append(samples, take("running"))
+	}
+	tick.Stop()
+	close(stop)
+	wg.Wait()
+	loop.stop()
+	after := take("stopped")
+
+	first, last := samples[0], samples[len(samples)-1]
+	t.Logf("soak: %v, %d iterations, %d aborted on purpose, %d dial errors, %d echo failures; first sample %.2f MiB / %d goroutines, last %.2f MiB / %d goroutines; baseline %d goroutines, after stop %d",
+		*soak, iterations.Load(), aborted.Load(), dialErrors.Load(), echoFailures.Load(),
+		float64(first.heap)/(1<<20), first.goroutines, float64(last.heap)/(1<<20), last.goroutines, baseline.goroutines, after.goroutines)
+	if last.heap > 2*first.heap+4<<20 {
+		t.Errorf("HeapAlloc grew from %d to %d bytes", first.heap, last.heap)
+	}
+	if last.goroutines > first.goroutines+50 {
+		t.Errorf("goroutines grew from %d to %d", first.goroutines, last.goroutines)
+	}
+	if n := echoFailures.Load(); n > 0 {
+		t.Errorf("%d echo failures on iterations that were not aborted; first: %v", n, firstFailure.Load())
+	}
+	if iterations.Load() == 0 {
+		t.Errorf("no iteration completed")
+	}
+}
+
+// Soak counters.
+var (
+	iterations, aborted, dialErrors, echoFailures atomic.Int64
+	firstFailure                                  atomic.Value // error
+)
+
+// soakClient loops dial, write size random bytes, read the echo, verify,
+// close, until stop; one iteration in ten closes mid-transfer instead.
+func soakClient(d *endpoints.RelayDialer, seed uint64, size int, stop <-chan struct{}) {
+	var key [32]byte
+	key[0] = byte(seed)
+	rng := rand.New(rand.NewChaCha8(key))
+	payload := make([]byte, size)
+	got := bytes.NewBuffer(make([]byte, 0, size))
+	fail := func(err error) {
+		if echoFailures.Add(1) == 1 {
+			firstFailure.Store(err)
+		}
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		for i := range payload {
+			payload[i] = byte(rng.Uint32())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := d.DialContext(ctx, "tcp", "soak")
+		cancel()
+		if err != nil {
+			dialErrors.Add(1)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if rng.IntN(10) == 0 {
+			_, _ = c.Write(payload[:size/2])
+			c.Close()
+			aborted.Add(1)
+			iterations.Add(1)
+			continue
+		}
+		got.Reset()
+		_, err = c.Write(payload)
+		if err == nil {
+			err = halfClose(c)
+		}
+		if err == nil {
+			_, err = got.ReadFrom(c)
+		}
+		c.Close()
+		switch {
+		case err != nil:
+			fail(err)
+		case !bytes.Equal(got.Bytes(), payload):
+			fail(fmt.Errorf("echo of %d bytes differs from the %d sent", got.Len(), size))
+		}
+		iterations.Add(1)
+	}
+}
