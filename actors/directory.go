@@ -15,7 +15,7 @@ import (
 type directory struct {
 	engine *Engine
 
-	names      map[string]*actor.PID
+	names      map[string]*group
 	namesByPID map[string]string        // listener PID id → name, while registered
 	regs       map[string]*Registration // listener PID id → its registration
 	tokens     map[wire.Token]*actor.PID
@@ -30,7 +30,7 @@ func newDirectory(e *Engine) *directory {
 	}
 	return &directory{
 		engine:     e,
-		names:      make(map[string]*actor.PID),
+		names:      make(map[string]*group),
 		namesByPID: make(map[string]string),
 		regs:       make(map[string]*Registration),
 		tokens:     make(map[wire.Token]*actor.PID),
@@ -63,8 +63,10 @@ func (d *directory) Receive(ctx actor.Context) {
 		m.reply <- out
 	case *drainMsg:
 		d.draining = true
-		for _, pid := range d.names {
-			ctx.Send(pid, m)
+		for _, g := range d.names {
+			for _, pid := range g.members {
+				ctx.Send(pid, m)
+			}
 		}
 		if m.reply != nil {
 			m.reply <- len(d.names)
@@ -73,39 +75,78 @@ func (d *directory) Receive(ctx actor.Context) {
 		delete(d.regs, m.Who.Id)
 		if name, ok := d.namesByPID[m.Who.Id]; ok {
 			delete(d.namesByPID, m.Who.Id)
-			if pid := d.names[name]; pid != nil && pid.Id == m.Who.Id {
-				delete(d.names, name)
-			}
+			d.leave(name, m.Who)
 		}
 	}
 }
 
+// group is the set of live registrations of one name.
+type group struct {
+	members []*actor.PID
+	next    int // round robin over members
+}
+
+// leave removes pid from name's group, and the group once it is empty.
+func (d *directory) leave(name string, pid *actor.PID) {
+	g := d.names[name]
+	if g == nil {
+		return
+	}
+	for i, m := range g.members {
+		if m.Id == pid.Id {
+			g.members = append(g.members[:i], g.members[i+1:]...)
+			break
+		}
+	}
+	if len(g.members) == 0 {
+		delete(d.names, name)
+	}
+}
+
 func (d *directory) register(ctx actor.Context, m *registerMsg) {
+	req := m.req
 	if d.draining {
 		m.reply <- registerReply{err: refuseDraining}
 		return
 	}
-	if pid, taken := d.names[m.name]; taken {
-		old := d.regs[pid.Id]
-		if m.replaces.IsZero() || old == nil || subtle.ConstantTimeCompare(m.replaces[:], old.ID[:]) != 1 {
+	if g := d.names[req.Name]; g != nil {
+		var old *actor.PID
+		if !req.Replaces.IsZero() {
+			for _, pid := range g.members {
+				if r := d.regs[pid.Id]; r != nil && subtle.ConstantTimeCompare(req.Replaces[:], r.ID[:]) == 1 {
+					old = pid
+				}
+			}
+		}
+		switch {
+		case old != nil:
+			// The holder proved it is the old registration: end it now.
+			d.unregister(ctx, old)
+			d.engine.stats.replaced.Add(1)
+		case req.Authenticated:
+			// Joins the group.
+		default:
 			m.reply <- registerReply{err: refuseNameTaken}
 			return
 		}
-		// The holder proved it is the old registration: end it now.
-		d.unregister(ctx, pid)
-		d.engine.stats.replaced.Add(1)
 	}
-	reg := newRegistration(d.engine, m.name, m.clientAddr)
+	reg := newRegistration(d.engine, req.Name, req.ClientAddr)
 	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
 		actor.WithMailbox(d.engine.cfg.Mailboxes.Listener.producer(d.engine.stats.mailbox(kindListener))),
 		actor.WithSupervisor(stopOnPanic))
 	d.engine.stats.started(kindListener) // counted at spawn, so Live is never behind
 	pid := ctx.Spawn(props)
 	reg.pid = pid
-	d.names[m.name] = pid
-	d.namesByPID[pid.Id] = m.name
+	g := d.names[req.Name]
+	if g == nil {
+		g = &group{}
+		d.names[req.Name] = g
+	}
+	g.members = append(g.members, pid)
+	d.namesByPID[pid.Id] = req.Name
 	d.regs[pid.Id] = reg
-	d.engine.log.Info("registered", slog.String("name", m.name), slog.String("remote", m.clientAddr))
+	d.engine.log.Info("registered", slog.String("name", req.Name), slog.String("remote", req.ClientAddr),
+		slog.Int("members", len(g.members)))
 	m.reply <- registerReply{reg: reg}
 }
 
@@ -116,10 +157,8 @@ func (d *directory) unregister(ctx actor.Context, pid *actor.PID) {
 	}
 	delete(d.namesByPID, pid.Id)
 	delete(d.regs, pid.Id)
-	if cur := d.names[name]; cur != nil && cur.Id == pid.Id {
-		delete(d.names, name)
-		d.engine.log.Info("unregistered", slog.String("name", name))
-	}
+	d.leave(name, pid)
+	d.engine.log.Info("unregistered", slog.String("name", name))
 	// A message, not Stop: callbacks already queued at the listener are
 	// answered before it stops, and it stops after its children.
 	ctx.Send(pid, &closeMsg{})
@@ -130,11 +169,13 @@ func (d *directory) dial(ctx actor.Context, m *dialMsg) {
 		m.reply <- dialReply{err: refuseDraining}
 		return
 	}
-	pid := d.names[m.name]
-	if pid == nil {
+	g := d.names[m.name]
+	if g == nil {
 		m.reply <- dialReply{err: refuseUnknownName}
 		return
 	}
+	pid := g.members[g.next%len(g.members)]
+	g.next++
 	m.token = wire.NewToken()
 	d.tokens[m.token] = pid
 	ctx.Send(pid, m)

@@ -74,6 +74,10 @@ func (e *Engine) NodeID() string { return e.cfg.NodeID }
 // Config returns the engine's configuration with defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
 
+// Live returns the number of live actors of kind k: one atomic load, for
+// hot paths that check a cap.
+func (e *Engine) Live(k Kind) int64 { return e.stats.live[k].Load() }
+
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats { return e.stats.snapshot() }
 
@@ -113,18 +117,33 @@ func lateReply[R any](e *Engine, ctx context.Context, reply chan R) (R, bool) {
 	return r, err == nil
 }
 
-// Register registers name for a server at clientAddr. replaces, when not
-// zero, is the id of a registration the server held before (a reconnect):
-// if that registration still holds the name, it is ended and replaced at
-// once, instead of a 409 until the relay notices the old stream is dead.
-// It fails with a *Refusal: 409 if the name is held by another
-// registration, 503 if the engine drains.
-func (e *Engine) Register(ctx context.Context, name, clientAddr string, replaces wire.Token) (*Registration, error) {
+// RegisterRequest is a registration as the engine takes it.
+type RegisterRequest struct {
+	// Name is the name to register.
+	Name string
+	// ClientAddr is the registering server's address.
+	ClientAddr string
+	// Replaces, when not zero, is the id of a registration the server held
+	// before (a reconnect): if that registration still holds the name, it
+	// is ended and replaced at once, instead of a 409 until the relay
+	// notices that the old stream is dead.
+	Replaces wire.Token
+	// Authenticated says the registration proved it may hold the name.
+	// An authenticated registration of a live name joins the name's group,
+	// and dials are spread over the members round robin; an
+	// unauthenticated one gets 409.
+	Authenticated bool
+}
+
+// Register registers a name. It fails with a *Refusal: 409 if the name is
+// held and the request may not join or replace its holder, 503 if the
+// engine drains.
+func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registration, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
 	reply := make(chan registerReply, 1)
-	e.send(e.directory, &registerMsg{name: name, clientAddr: clientAddr, replaces: replaces, reply: reply})
+	e.send(e.directory, &registerMsg{req: req, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
 		if r, late := lateReply(e, ctx, reply); late && r.reg != nil {

@@ -89,7 +89,7 @@ func TestSplice(t *testing.T) {
 		t.Run(mb.String(), func(t *testing.T) {
 			e := newEngine(t, Config{Mailboxes: Mailboxes{Directory: mb, Listener: mb, Pending: mb, Pair: mb}})
 			ctx := context.Background()
-			reg, err := e.Register(ctx, "svc", "127.0.0.1:1", wire.Token{})
+			reg, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "127.0.0.1:1"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,15 +153,15 @@ func TestSplice(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	e := newEngine(t, Config{CallbackTimeout: 200 * time.Millisecond})
 	ctx := context.Background()
-	reg, err := e.Register(ctx, "a", "x", wire.Token{})
+	reg, err := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := e.Register(ctx, "b", "x", wire.Token{})
+	other, err := e.Register(ctx, RegisterRequest{Name: "b", ClientAddr: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Register(ctx, "a", "y", wire.Token{}); status(err) != http.StatusConflict {
+	if _, err := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "y"}); status(err) != http.StatusConflict {
 		t.Fatalf("duplicate register: %v, want 409", err)
 	}
 	if _, err := e.Dial(ctx, "nobody", "", "x"); status(err) != http.StatusNotFound {
@@ -199,8 +199,8 @@ func TestRefusals(t *testing.T) {
 func TestQueueFullIsolated(t *testing.T) {
 	e := newEngine(t, Config{EventQueue: 2})
 	ctx := context.Background()
-	stuck, _ := e.Register(ctx, "stuck", "x", wire.Token{})
-	healthy, _ := e.Register(ctx, "healthy", "x", wire.Token{})
+	stuck, _ := e.Register(ctx, RegisterRequest{Name: "stuck", ClientAddr: "x"})
+	healthy, _ := e.Register(ctx, RegisterRequest{Name: "healthy", ClientAddr: "x"})
 	for i := range 2 {
 		if _, err := e.Dial(ctx, "stuck", "", "x"); err != nil {
 			t.Fatalf("dial %d: %v", i, err)
@@ -231,7 +231,7 @@ func TestQueueFullIsolated(t *testing.T) {
 func TestRegistrationEnd(t *testing.T) {
 	e := newEngine(t, Config{})
 	ctx := context.Background()
-	reg, _ := e.Register(ctx, "a", "x", wire.Token{})
+	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	pds := make([]*PendingDial, 3)
 	for i := range pds {
 		pd, err := e.Dial(ctx, "a", "", "x")
@@ -256,7 +256,7 @@ func TestRegistrationEnd(t *testing.T) {
 	}
 	waitLive(t, e, KindListener, 0)
 	waitLive(t, e, KindPending, 0)
-	if _, err := e.Register(ctx, "a", "x", wire.Token{}); err != nil {
+	if _, err := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"}); err != nil {
 		t.Fatalf("re-register after end: %v", err)
 	}
 }
@@ -265,7 +265,7 @@ func TestRegistrationEnd(t *testing.T) {
 func TestCancel(t *testing.T) {
 	e := newEngine(t, Config{})
 	ctx := context.Background()
-	reg, _ := e.Register(ctx, "a", "x", wire.Token{})
+	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	pd, _ := e.Dial(ctx, "a", "", "x")
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -286,7 +286,7 @@ func TestCloseAnswersEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	reg, _ := e.Register(ctx, "a", "x", wire.Token{})
+	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	pd, _ := e.Dial(ctx, "a", "", "x")
 	pd2, _ := e.Dial(ctx, "a", "", "x")
 	nextEvent(t, reg)
@@ -306,7 +306,7 @@ func TestCloseAnswersEverything(t *testing.T) {
 	if n, err := far.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("offered conn after Close: read %d, %v; want EOF", n, err)
 	}
-	if _, err := e.Register(ctx, "b", "x", wire.Token{}); !errors.Is(err, ErrClosed) {
+	if _, err := e.Register(ctx, RegisterRequest{Name: "b", ClientAddr: "x"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Register after Close: %v, want ErrClosed", err)
 	}
 	if err := e.Close(); err != nil {
@@ -334,7 +334,7 @@ func TestCanSplice(t *testing.T) {
 func TestDrainWithFullQueue(t *testing.T) {
 	e := newEngine(t, Config{EventQueue: 1})
 	ctx := context.Background()
-	reg, _ := e.Register(ctx, "a", "x", wire.Token{})
+	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	if _, err := e.Dial(ctx, "a", "", "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func TestDrainWithFullQueue(t *testing.T) {
 	if _, err := e.Dial(ctx, "a", "", "x"); status(err) != http.StatusServiceUnavailable {
 		t.Fatalf("dial while draining: %v, want 503", err)
 	}
-	if _, err := e.Register(ctx, "b", "x", wire.Token{}); status(err) != http.StatusServiceUnavailable {
+	if _, err := e.Register(ctx, RegisterRequest{Name: "b", ClientAddr: "x"}); status(err) != http.StatusServiceUnavailable {
 		t.Fatalf("register while draining: %v, want 503", err)
 	}
 }
@@ -364,7 +364,7 @@ func TestCallbackAfterUnregister(t *testing.T) {
 	e := newEngine(t, Config{})
 	ctx := context.Background()
 	for i := range 50 {
-		reg, err := e.Register(ctx, "a", "x", wire.Token{})
+		reg, err := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 		if err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}

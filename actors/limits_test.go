@@ -16,7 +16,7 @@ import (
 func livePair(t testing.TB, e *Engine, name string) (client, server net.Conn) {
 	t.Helper()
 	ctx := context.Background()
-	reg, err := e.Register(ctx, name, "x", wire.Token{})
+	reg, err := e.Register(ctx, RegisterRequest{Name: name, ClientAddr: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,15 +142,15 @@ func TestPairMaxDuration(t *testing.T) {
 func TestTakeover(t *testing.T) {
 	e := newEngine(t, Config{})
 	ctx := context.Background()
-	old, _ := e.Register(ctx, "svc", "x", wire.Token{})
+	old, _ := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "x"})
 	pd, _ := e.Dial(ctx, "svc", "", "x")
-	if _, err := e.Register(ctx, "svc", "y", wire.NewToken()); status(err) != http.StatusConflict {
+	if _, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "y", Replaces: wire.NewToken()}); status(err) != http.StatusConflict {
 		t.Fatalf("takeover with a wrong id: %v, want 409", err)
 	}
-	if _, err := e.Register(ctx, "svc", "y", wire.Token{}); status(err) != http.StatusConflict {
+	if _, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "y"}); status(err) != http.StatusConflict {
 		t.Fatalf("plain duplicate: %v, want 409", err)
 	}
-	nu, err := e.Register(ctx, "svc", "y", old.ID)
+	nu, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "y", Replaces: old.ID})
 	if err != nil {
 		t.Fatalf("takeover with the old id: %v", err)
 	}
@@ -170,5 +170,63 @@ func TestTakeover(t *testing.T) {
 	}
 	if got := e.Stats().Replaced; got != 1 {
 		t.Fatalf("Replaced = %d", got)
+	}
+}
+
+// TestGroupRoundRobin checks that authenticated registrations of one name
+// form a group, dials are spread over its members in turn, and a member
+// that leaves fails its own pending dials while the group keeps serving.
+func TestGroupRoundRobin(t *testing.T) {
+	e := newEngine(t, Config{})
+	ctx := context.Background()
+	var regs []*Registration
+	for i := range 3 {
+		reg, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "x", Authenticated: true})
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		regs = append(regs, reg)
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "y"}); status(err) != http.StatusConflict {
+		t.Fatalf("unauthenticated duplicate: %v, want 409", err)
+	}
+	// Six dials: two events each, in turn.
+	var pds []*PendingDial
+	for range 6 {
+		pd, err := e.Dial(ctx, "svc", "", "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pds = append(pds, pd)
+	}
+	for i, reg := range regs {
+		if reg.Queued() != 2 {
+			t.Fatalf("member %d has %d events queued, want 2", i, reg.Queued())
+		}
+	}
+	// Member 0 leaves: its two pending dials fail with 502 at once.
+	regs[0].Close()
+	failed := 0
+	for _, pd := range pds {
+		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		if o := pd.Wait(wctx); status(o.Err) == http.StatusBadGateway {
+			failed++
+		}
+		cancel()
+	}
+	if failed != 2 {
+		t.Fatalf("%d dials failed with 502, want the leaving member's 2", failed)
+	}
+	// The group keeps serving over the two others.
+	for range 4 {
+		if _, err := e.Dial(ctx, "svc", "", "c"); err != nil {
+			t.Fatalf("dial after a member left: %v", err)
+		}
+	}
+	// Each remaining member: its own 2 first events were cancelled with
+	// the rest, and now 2 more.
+	infos, err := e.Registrations(ctx)
+	if err != nil || len(infos) != 2 {
+		t.Fatalf("registrations = %+v, %v", infos, err)
 	}
 }

@@ -21,10 +21,8 @@ var _ actor.IgnoreDeadLetterLogging = quiet{}
 // registerMsg asks the directory for a new registration of name.
 type registerMsg struct {
 	quiet
-	name       string
-	clientAddr string
-	replaces   wire.Token // a registration id the caller holds; zero for none
-	reply      chan registerReply
+	req   RegisterRequest
+	reply chan registerReply
 }
 
 type registerReply struct {

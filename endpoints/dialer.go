@@ -77,7 +77,7 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 		return nil, err
 	}
 	resp, br, err := exchange(ctx, conn, r, "dial", name, wire.PathDial+name,
-		upgradeHeaders(wire.HeaderClientName, d.clientName), 101)
+		upgradeHeaders(wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken)), 101)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -88,4 +88,13 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 		return nil, err
 	}
 	return newConn(conn, head, nil, name, d.clientName), nil
+}
+
+// bearerValue returns an Authorization header value for token, or "" (no
+// header) for no token.
+func bearerValue(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "Bearer " + token
 }

@@ -158,7 +158,7 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 	}
 	conn := &idleConn{Conn: raw}
 	resp, _, err := exchange(ctx, conn, l.relay, "listen", l.name, wire.PathListen+l.name,
-		[]string{wire.HeaderRegistration, replaces}, http.StatusOK)
+		[]string{wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token)}, http.StatusOK)
 	if err != nil {
 		conn.Close()
 		return nil, err

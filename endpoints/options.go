@@ -21,6 +21,8 @@ type options struct {
 	backoffMin      time.Duration
 	backoffMax      time.Duration
 	onState         func(ListenerState)
+	token           string // bearer token for registrations
+	dialToken       string // bearer token for dials
 }
 
 func buildOptions(opts []Option) options {
@@ -97,6 +99,20 @@ func WithBackoff(min, max time.Duration) Option {
 // back. It is called from the listener's own goroutine and must not block.
 func WithStateFunc(f func(ListenerState)) Option {
 	return func(o *options) { o.onState = f }
+}
+
+// WithToken sets the bearer token a listener presents when it registers
+// its name on a relay that requires registration auth. Without it, such a
+// relay refuses with 401; with a token not granted the name, 403.
+func WithToken(token string) Option {
+	return func(o *options) { o.token = token }
+}
+
+// WithDialToken sets the bearer token a dialer presents to dial a name
+// whose dials the relay guards. Without it such a dial gets 401; with a
+// wrong one, 403, before the server hears of it.
+func WithDialToken(token string) Option {
+	return func(o *options) { o.dialToken = token }
 }
 
 // WithRelayTLS sets the TLS configuration used toward an https:// relay:

@@ -65,6 +65,44 @@ type Config struct {
 	// bytes. Zero (the default) means no limit.
 	PairMaxBytes int64
 
+	// MaxRegistrations bounds live registrations overall; the excess gets
+	// 503. Default 10000.
+	MaxRegistrations int
+	// MaxRegistrationsPerIP bounds live registrations from one client IP;
+	// the excess gets 429. Default 64.
+	MaxRegistrationsPerIP int
+	// MaxPending bounds dials waiting for a callback, overall; the excess
+	// gets 503. Default 10000.
+	MaxPending int
+	// MaxPairs bounds live spliced pairs overall; dials beyond it get 503.
+	// Default 50000.
+	MaxPairs int
+	// DialRate is the sustained dials per second allowed from one client
+	// IP, with bursts of DialBurst; the excess gets 429. Default 50/s,
+	// burst 100. Negative turns the limit off.
+	DialRate  float64
+	DialBurst int
+	// RateLimitBuckets is how many client IPs' rate limiters are kept, in a
+	// 2Q LRU cache, so that a flood of addresses cannot grow memory: an
+	// evicted IP starts again with a full bucket. Default 65536.
+	RateLimitBuckets int
+	// NegativeCacheTTL is how long a dial to an unregistered name is
+	// answered 404 at the edge without asking the engine. A registration of
+	// the name clears it. Default 2s; negative turns it off.
+	NegativeCacheTTL time.Duration
+	// NegativeCacheSize bounds the names in the negative cache. Default
+	// 8192.
+	NegativeCacheSize int
+
+	// AuthFile, when set, turns on registration auth: a registration needs
+	// a bearer token granted to its name by a register rule in this file,
+	// or a verified TLS client certificate whose DNS SANs cover the name.
+	// Dial rules there make a name's dials need a token too. See
+	// docs/OPERATIONS.md for the format. Empty (with no client
+	// certificates required) is open mode: anyone may register any free
+	// name. Node.ReloadAuth reads it again.
+	AuthFile string
+
 	// TrustedProxies lists the networks of proxies the relay sits behind.
 	// Only for a request whose peer is inside one of them is the client's
 	// address taken from X-Forwarded-For: the rightmost address there that
@@ -111,6 +149,33 @@ func (c *Config) setDefaults() {
 	if c.UpgradeWriteTimeout == 0 {
 		c.UpgradeWriteTimeout = 5 * time.Second
 	}
+	if c.MaxRegistrations == 0 {
+		c.MaxRegistrations = 10000
+	}
+	if c.MaxRegistrationsPerIP == 0 {
+		c.MaxRegistrationsPerIP = 64
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = 10000
+	}
+	if c.MaxPairs == 0 {
+		c.MaxPairs = 50000
+	}
+	if c.DialRate == 0 {
+		c.DialRate = 50
+	}
+	if c.DialBurst == 0 {
+		c.DialBurst = 2 * int(max(c.DialRate, 1))
+	}
+	if c.RateLimitBuckets == 0 {
+		c.RateLimitBuckets = 1 << 16
+	}
+	if c.NegativeCacheTTL == 0 {
+		c.NegativeCacheTTL = 2 * time.Second
+	}
+	if c.NegativeCacheSize == 0 {
+		c.NegativeCacheSize = 8192
+	}
 }
 
 // Validate reports every nonsensical field of c.
@@ -130,6 +195,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat > 0 && c.Heartbeat < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("relaynode: Heartbeat %v is below 10ms", c.Heartbeat))
+	}
+	for _, v := range []struct {
+		name string
+		n    int
+	}{
+		{"MaxRegistrations", c.MaxRegistrations}, {"MaxRegistrationsPerIP", c.MaxRegistrationsPerIP},
+		{"MaxPending", c.MaxPending}, {"MaxPairs", c.MaxPairs}, {"DialBurst", c.DialBurst},
+		{"RateLimitBuckets", c.RateLimitBuckets}, {"NegativeCacheSize", c.NegativeCacheSize},
+	} {
+		if v.n < 0 {
+			errs = append(errs, fmt.Errorf("relaynode: %s %d is negative", v.name, v.n))
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("relaynode: TLSCertFile and TLSKeyFile go together"))

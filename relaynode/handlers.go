@@ -2,6 +2,7 @@ package relaynode
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,13 +37,28 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		}
 		replaces = t
 	}
-	reg, err := n.engine.Register(r.Context(), name, n.clientAddr(r), replaces)
+	authenticated, err := n.authorizeRegister(r, name)
+	if err != nil {
+		refuseAuth(w, err)
+		return
+	}
+	addr := n.clientAddr(r)
+	ip := ipOf(addr)
+	if rf := n.edge.admitRegistration(ip); rf != nil {
+		refuse(w, rf.status, rf.reason)
+		return
+	}
+	defer n.edge.releaseRegistration(ip)
+	reg, err := n.engine.Register(r.Context(), actors.RegisterRequest{
+		Name: name, ClientAddr: addr, Replaces: replaces, Authenticated: authenticated,
+	})
 	if err != nil {
 		n.log.Debug("register refused", slog.String("name", name), slog.String("remote", r.RemoteAddr), slog.Any("err", err))
 		refuseErr(w, err)
 		return
 	}
 	defer reg.Close()
+	n.edge.knownName(name)
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -151,9 +167,22 @@ func (n *Node) serveDial(w http.ResponseWriter, r *http.Request, name string) {
 			return
 		}
 	}
-	pd, err := n.engine.Dial(r.Context(), name, client, n.clientAddr(r))
+	if err := n.authorizeDial(r, name); err != nil {
+		refuseAuth(w, err)
+		return
+	}
+	addr := n.clientAddr(r)
+	if rf := n.edge.admitDial(ipOf(addr), name, n.engine); rf != nil {
+		refuse(w, rf.status, rf.reason)
+		return
+	}
+	pd, err := n.engine.Dial(r.Context(), name, client, addr)
 	if err != nil {
 		n.log.Debug("dial refused", slog.String("name", name), slog.Any("err", err))
+		var rf *actors.Refusal
+		if errors.As(err, &rf) && rf.Status == http.StatusNotFound {
+			n.edge.unknownName(name)
+		}
 		refuseErr(w, err)
 		return
 	}

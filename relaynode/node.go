@@ -24,7 +24,12 @@ type Node struct {
 	engine *actors.Engine
 
 	counters counters
-	started  time.Time
+	edge     *edge
+	auth     atomic.Pointer[authRules] // nil: no auth file
+	// requireClientCert is set when the TLS config verifies client
+	// certificates: registrations then need a SAN covering the name.
+	requireClientCert bool
+	started           time.Time
 
 	rateMu   sync.Mutex // guards ratePrev and rateAt, for Status's rates
 	ratePrev map[string][2]int64
@@ -62,9 +67,23 @@ func New(cfg Config) (*Node, error) {
 		servers: make(map[*http.Server]struct{}),
 		started: time.Now(),
 	}
+	n.edge = newEdge(&n.cfg)
+	if cfg.AuthFile != "" {
+		a, err := loadAuthFile(cfg.AuthFile)
+		if err != nil {
+			engine.Close()
+			return nil, err
+		}
+		n.auth.Store(a)
+	}
+	n.requireClientCert = tlsCfg != nil && tlsCfg.ClientAuth >= tls.VerifyClientCertIfGiven
 	n.connsGone = sync.NewCond(&n.mu)
 	return n, nil
 }
+
+// OpenMode reports whether anyone may register any free name: no auth
+// file and no client certificates.
+func (n *Node) OpenMode() bool { return !n.authMode() }
 
 // Engine returns the node's actor engine, for its counters.
 func (n *Node) Engine() *actors.Engine { return n.engine }
@@ -99,6 +118,12 @@ func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if n.draining.Load() {
 		refuse(w, http.StatusServiceUnavailable, "relay draining")
+		return
+	}
+	if r.ContentLength != 0 {
+		// The protocol's requests have no body: refuse one unread, so a
+		// slow or huge body costs nothing.
+		refuse(w, http.StatusRequestEntityTooLarge, "request body not allowed")
 		return
 	}
 	switch route {

@@ -73,9 +73,10 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) lets live pairs finish")
 	version := fs.Bool("version", false, "print the build's version and exit")
 
-	g("TLS and auth", "tls-cert", "tls-key", "trusted-proxies")
+	g("TLS and auth", "tls-cert", "tls-key", "auth-file", "trusted-proxies")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.StringVar(&cfg.AuthFile, "auth-file", "", "`file` of register/dial rules (name glob, SHA-256 of token); reloaded on SIGHUP. Empty: open mode")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed")
 
 	g("limits", "heartbeat", "callback-timeout", "event-write-timeout", "read-header-timeout", "event-queue",
@@ -163,6 +164,29 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 		log.Info("admin listening", slog.String("addr", admin.Addr().String()))
 		go func() { _ = node.ServeAdmin(admin) }()
 	}
+
+	if node.OpenMode() {
+		log.Warn("open mode: no -auth-file, so anyone may register any free name; use -auth-file on a public relay")
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	defer close(hupDone)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := node.ReloadAuth(); err != nil {
+					log.Warn("reload auth file", slog.Any("err", err))
+				} else {
+					log.Info("auth file reloaded", slog.String("file", cfg.AuthFile))
+				}
+			case <-hupDone:
+				return
+			}
+		}
+	}()
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
