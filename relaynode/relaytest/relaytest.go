@@ -34,12 +34,21 @@ type Relay struct {
 }
 
 // Start starts a relay for cfg on 127.0.0.1:0. A nil cfg.Logger logs to
-// t.Output() at warn. The relay is closed, and its Serve awaited, in the
-// test's cleanup.
+// t.Output() at warn. Every test client shares 127.0.0.1, so the per-IP
+// limits a public relay needs would throttle the tests themselves: unless
+// cfg sets them, Start turns the per-IP dial rate off (DialRate -1) and
+// allows 100,000 registrations per IP. The relay is closed, and its Serve
+// awaited, in the test's cleanup.
 func Start(t testing.TB, cfg relaynode.Config) *Relay {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = Logger(t, slog.LevelWarn)
+	}
+	if cfg.DialRate == 0 {
+		cfg.DialRate = -1
+	}
+	if cfg.MaxRegistrationsPerIP == 0 {
+		cfg.MaxRegistrationsPerIP = 100000
 	}
 	node, err := relaynode.New(cfg)
 	if err != nil {
