@@ -1,0 +1,96 @@
+package relaynode_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+)
+
+// TestDialRateLimit checks the per-IP dial rate: the burst passes, the
+// next dial gets 429 at the edge.
+func TestDialRateLimit(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{DialRate: 1, DialBurst: 3, NegativeCacheTTL: -1})
+	got := map[int]int{}
+	for range 5 {
+		_, err := endpoints.DialTCP("tcp", "nobody", r.Addr, "")
+		got[relayStatus(err)]++
+	}
+	if got[http.StatusNotFound] != 3 || got[http.StatusTooManyRequests] != 2 {
+		t.Fatalf("statuses = %v, want 3×404 then 2×429", got)
+	}
+}
+
+// TestNegativeCache checks that a dial to an unknown name is answered 404
+// at the edge for the TTL, without the engine, and that registering the
+// name clears the entry.
+func TestNegativeCache(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{NegativeCacheTTL: time.Minute})
+	dir := func() int64 { return r.Node.Engine().Stats().Kinds[actors.KindDirectory].Processed }
+	if _, err := endpoints.DialTCP("tcp", "late", r.Addr, ""); relayStatus(err) != http.StatusNotFound {
+		t.Fatalf("first dial: %v", err)
+	}
+	before := dir()
+	for range 20 {
+		if _, err := endpoints.DialTCP("tcp", "late", r.Addr, ""); relayStatus(err) != http.StatusNotFound {
+			t.Fatalf("cached dial: %v", err)
+		}
+	}
+	if after := dir(); after != before {
+		t.Fatalf("cached 404s reached the directory: %d messages", after-before)
+	}
+	ln, err := endpoints.ListenRelay("tcp", "late", r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := endpoints.DialTCP("tcp", "late", r.Addr, "")
+	if err != nil {
+		t.Fatalf("dial after registration: %v (negative entry not cleared)", err)
+	}
+	c.Close()
+}
+
+// TestPendingCap checks the overall cap on pending dials.
+func TestPendingCap(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{MaxPending: 2, CallbackTimeout: 5 * time.Second})
+	raw, _ := openStream(t, r.Addr, "never")
+	raw.Next() // ready; then never call back
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := endpoints.NewRelayDialer(r.Addr, "").DialContext(ctx, "tcp", "never")
+			done <- err
+		}()
+	}
+	relaytest.Eventually(t, 3*time.Second, func() bool { return r.Node.Engine().Live(actors.KindPending) == 2 }, "2 dials pending")
+	start := time.Now()
+	_, err := endpoints.DialTCP("tcp", "never", r.Addr, "")
+	if relayStatus(err) != http.StatusServiceUnavailable || time.Since(start) > time.Second {
+		t.Fatalf("third dial: %v after %v, want 503 at once", err, time.Since(start))
+	}
+	cancel()
+	<-done
+	<-done
+}
+
+// TestBodyRefused checks that a request body is refused unread with 413.
+func TestBodyRefused(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{})
+	resp, body := do(t, r.Addr, "POST /v1/listen/x HTTP/1.1\r\nHost: r\r\nContent-Length: 1000\r\n\r\npartial")
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d %q, want 413", resp.StatusCode, body)
+	}
+}
