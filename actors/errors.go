@@ -16,6 +16,7 @@ type Refusal struct {
 	Reason string
 }
 
+// Error returns "actors: STATUS REASON".
 func (r *Refusal) Error() string {
 	return fmt.Sprintf("actors: %d %s", r.Status, r.Reason)
 }

@@ -37,6 +37,7 @@ type RouteError struct {
 	Reason string
 }
 
+// Error returns "wire: STATUS REASON".
 func (e *RouteError) Error() string { return fmt.Sprintf("wire: %d %s", e.Status, e.Reason) }
 
 // ParseRoute maps a request's method and URL path onto a route and its one
