@@ -37,6 +37,11 @@ type Config struct {
 	// MaxHeaderBytes bounds request headers on servers the Node runs
 	// itself; larger requests get 431. Default 8 KiB.
 	MaxHeaderBytes int
+	// StreamSendBuffer caps the kernel send buffer of each registration
+	// stream's socket, in bytes, so that a server that stops reading is
+	// found by EventWriteTimeout after a few hundred events rather than
+	// megabytes. Default 32 KiB (the kernel doubles it).
+	StreamSendBuffer int
 	// UpgradeWriteTimeout bounds the write of a 101 response after a
 	// hijack. Default 5s.
 	UpgradeWriteTimeout time.Duration
@@ -149,6 +154,9 @@ func (c *Config) setDefaults() {
 	if c.UpgradeWriteTimeout == 0 {
 		c.UpgradeWriteTimeout = 5 * time.Second
 	}
+	if c.StreamSendBuffer == 0 {
+		c.StreamSendBuffer = 32 << 10
+	}
 	if c.MaxRegistrations == 0 {
 		c.MaxRegistrations = 10000
 	}
@@ -200,7 +208,7 @@ func (c *Config) Validate() error {
 		name string
 		n    int
 	}{
-		{"MaxRegistrations", c.MaxRegistrations}, {"MaxRegistrationsPerIP", c.MaxRegistrationsPerIP},
+		{"StreamSendBuffer", c.StreamSendBuffer}, {"MaxRegistrations", c.MaxRegistrations}, {"MaxRegistrationsPerIP", c.MaxRegistrationsPerIP},
 		{"MaxPending", c.MaxPending}, {"MaxPairs", c.MaxPairs}, {"DialBurst", c.DialBurst},
 		{"RateLimitBuckets", c.RateLimitBuckets}, {"NegativeCacheSize", c.NegativeCacheSize},
 	} {

@@ -59,6 +59,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	}
 	defer reg.Close()
 	n.edge.knownName(name)
+	n.capSendBuffer(r)
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -257,6 +258,22 @@ func (n *Node) trusted(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// capSendBuffer caps the kernel send buffer of a registration stream's
+// socket at StreamSendBuffer. Without a cap, TCP autotuning lets a stream
+// whose server stopped reading absorb megabytes (thousands of events)
+// before a write blocks, so the per-event write deadline would never drop
+// it. Only on servers the node runs itself (Serve, ListenAndServe): a
+// Handler mounted elsewhere cannot reach its socket.
+func (n *Node) capSendBuffer(r *http.Request) {
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		_ = tcp.SetWriteBuffer(n.cfg.StreamSendBuffer)
+	}
 }
 
 // keepAlive turns TCP keepalive on for a hijacked socket, whatever

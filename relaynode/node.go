@@ -122,7 +122,10 @@ func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength != 0 {
 		// The protocol's requests have no body: refuse one unread, so a
-		// slow or huge body costs nothing.
+		// slow or huge body costs nothing. net/http would otherwise try to
+		// drain up to 256 KiB of it after the answer, with no deadline: a
+		// read deadline in the past makes it give up and close at once.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
 		refuse(w, http.StatusRequestEntityTooLarge, "request body not allowed")
 		return
 	}
@@ -195,6 +198,11 @@ func (n *Node) Serve(ln net.Listener) error {
 		// HTTP/1.1 only: an HTTP/2 request cannot be hijacked.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ConnState:    n.connState,
+		// The handlers reach their socket through the context, to cap a
+		// registration stream's send buffer.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 	n.mu.Lock()
 	if n.closing {
@@ -206,6 +214,10 @@ func (n *Node) Serve(ln net.Listener) error {
 	n.mu.Unlock()
 	return srv.Serve(ln)
 }
+
+// connKey is the context key of a request's net.Conn, on servers the node
+// runs itself.
+type connKey struct{}
 
 // connState counts our servers' connections, so that Close can wait for
 // their goroutines: http.Server.Close does not (after an error response it
