@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,32 +52,183 @@ type contextDialer interface {
 
 // transport is one way for the endpoints to reach each other through a
 // relay. Endpoint tests run their body once per transport, as yamux runs
-// its tests over several stream implementations; MTLS end to end and TLS to
-// the relay are to be added here.
+// its tests over several stream implementations.
 type transport struct {
 	name string
-	// relay adjusts the relay's config for the transport.
-	relay func(*relaynode.Config)
-	// listen registers name on r.
-	listen func(r *relaytest.Relay, name string, opts ...endpoints.Option) (net.Listener, error)
-	// dialer returns a dialer through r introducing itself as client.
-	dialer func(r *relaytest.Relay, client string, opts ...endpoints.Option) contextDialer
+	// tlsRelay: the relay serves TLS (https://), and the endpoints verify
+	// it with WithRelayTLS. The relay still reads the relayed bytes.
+	tlsRelay bool
+	// mtls: TLS end to end between the endpoints (ListenMTLS,
+	// NewRelayMTLSDialer); the relay splices ciphertext it cannot read.
+	// Accepted and dialed conns are *tls.Conn over an *endpoints.Conn.
+	mtls bool
 }
 
 // tcpTransport is plain HTTP to the relay and plain TCP end to end. The
 // tests that speak the protocol by hand (raw helpers) use it alone.
-var tcpTransport = transport{
-	name:  "tcp",
-	relay: func(*relaynode.Config) {},
-	listen: func(r *relaytest.Relay, name string, opts ...endpoints.Option) (net.Listener, error) {
-		return endpoints.ListenRelay("tcp", name, r.URL, opts...)
-	},
-	dialer: func(r *relaytest.Relay, client string, opts ...endpoints.Option) contextDialer {
-		return endpoints.NewRelayDialer(r.Addr, client, opts...)
-	},
+var tcpTransport = transport{name: "tcp"}
+
+var transports = []transport{
+	tcpTransport,
+	{name: "tls-relay", tlsRelay: true},
+	{name: "mtls", mtls: true},
+	{name: "mtls+tls-relay", tlsRelay: true, mtls: true},
 }
 
-var transports = []transport{tcpTransport}
+// usesTLS reports whether the transport runs TLS anywhere: such a transport
+// costs a handshake or two per dial, and its relay copies through a buffer
+// or moves ciphertext, so the heavy tests scale it down.
+func (tr transport) usesTLS() bool { return tr.tlsRelay || tr.mtls }
+
+// scaled is the package's scaled, divided by div for the TLS transports
+// (and at least 1).
+func (tr transport) scaled(full, small, div int) int {
+	n := scaled(full, small)
+	if tr.usesTLS() {
+		n = max(n/div, 1)
+	}
+	return n
+}
+
+// start starts a relay for cfg: plain, or TLS with a fresh CA for
+// tlsRelay.
+func (tr transport) start(t testing.TB, cfg relaynode.Config) *relaytest.Relay {
+	t.Helper()
+	if tr.tlsRelay {
+		return relaytest.StartTLS(t, cfg)
+	}
+	return relaytest.Start(t, cfg)
+}
+
+// relayOpts prepends the options that reach r: WithRelayTLS trusting its
+// CA for a TLS relay. The caller's options come after, so they win.
+func (tr transport) relayOpts(r *relaytest.Relay, opts []endpoints.Option) []endpoints.Option {
+	if !tr.tlsRelay {
+		return opts
+	}
+	return append([]endpoints.Option{endpoints.WithRelayTLS(&tls.Config{RootCAs: r.RootCAs})}, opts...)
+}
+
+// dialAddr is the relay address a dialer is given: host:port for a plain
+// relay, to exercise that form, and the https:// URL for a TLS one.
+func (tr transport) dialAddr(r *relaytest.Relay) string {
+	if tr.tlsRelay {
+		return r.URL
+	}
+	return r.Addr
+}
+
+// listen registers name on r.
+func (tr transport) listen(t testing.TB, r *relaytest.Relay, name string, opts ...endpoints.Option) (net.Listener, error) {
+	t.Helper()
+	opts = tr.relayOpts(r, opts)
+	if tr.mtls {
+		return endpoints.ListenMTLS("tcp", name, sharedPKI(t).serverConfig(), r.URL, opts...)
+	}
+	return endpoints.ListenRelay("tcp", name, r.URL, opts...)
+}
+
+// dialer returns a dialer through r introducing itself as client.
+func (tr transport) dialer(t testing.TB, r *relaytest.Relay, client string, opts ...endpoints.Option) contextDialer {
+	t.Helper()
+	opts = tr.relayOpts(r, opts)
+	if tr.mtls {
+		return mtlsDialer{endpoints.NewRelayMTLSDialer(tr.dialAddr(r), client, opts...), sharedPKI(t).clientConfig()}
+	}
+	return endpoints.NewRelayDialer(tr.dialAddr(r), client, opts...)
+}
+
+// rawRelayConn opens a connection to r's HTTP server as the transport
+// reaches it: TCP, or TLS trusting r's CA, offering http/1.1 as the
+// endpoints do.
+func (tr transport) rawRelayConn(t testing.TB, r *relaytest.Relay) net.Conn {
+	t.Helper()
+	d := &net.Dialer{Timeout: ioTimeout}
+	var (
+		c   net.Conn
+		err error
+	)
+	if tr.tlsRelay {
+		c, err = tls.DialWithDialer(d, "tcp", r.Addr, &tls.Config{RootCAs: r.RootCAs, NextProtos: []string{"http/1.1"}})
+	} else {
+		c, err = d.Dial("tcp", r.Addr)
+	}
+	if err != nil {
+		t.Fatalf("connect to the relay: %v", err)
+	}
+	return c
+}
+
+// mtlsDialer gives an MTLS dialer the contextDialer shape, with the
+// client's TLS config fixed.
+type mtlsDialer struct {
+	d   *endpoints.RelayMTLSDialer
+	cfg *tls.Config
+}
+
+func (m mtlsDialer) Dial(network, address string) (net.Conn, error) {
+	return m.d.Dial(network, address, m.cfg)
+}
+
+func (m mtlsDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return m.d.DialContext(ctx, network, address, m.cfg)
+}
+
+// relayed returns the *endpoints.Conn under c: c itself, or the NetConn of
+// an MTLS conn. It fails the test for any other type.
+func relayed(t testing.TB, c net.Conn) *endpoints.Conn {
+	t.Helper()
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	rc, ok := c.(*endpoints.Conn)
+	if !ok {
+		t.Fatalf("conn is %T, want *endpoints.Conn or *tls.Conn over one", c)
+	}
+	return rc
+}
+
+// testPKI is the certificates of the mtls transports: one CA, a server
+// certificate for serverName and a client certificate for clientName.
+type testPKI struct {
+	ca     *relaytest.CA
+	server tls.Certificate
+	client tls.Certificate
+}
+
+var (
+	pkiOnce sync.Once
+	pki     *testPKI
+)
+
+// sharedPKI returns the package's testPKI, made on first use.
+func sharedPKI(t testing.TB) *testPKI {
+	t.Helper()
+	pkiOnce.Do(func() {
+		ca := relaytest.NewCA(t, "endpoints test CA")
+		pki = &testPKI{
+			ca:     ca,
+			server: ca.Issue(t, serverName, serverName),
+			client: ca.Issue(t, clientName),
+		}
+	})
+	if pki == nil {
+		t.Fatal("the test PKI could not be made")
+	}
+	return pki
+}
+
+// serverConfig is a listener's: its certificate and the CA for clients,
+// ClientAuth left zero so that ListenMTLS makes it mutual.
+func (p *testPKI) serverConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.ca.Pool}
+}
+
+// clientConfig is a dialer's: its certificate and the CA for the server,
+// ServerName left empty so that the dialer takes the server's name.
+func (p *testPKI) clientConfig() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{p.client}, RootCAs: p.ca.Pool}
+}
 
 // pairConfig tunes newPairWith; its zero value is newPair's setup.
 type pairConfig struct {
@@ -95,14 +247,13 @@ func newPair(t testing.TB, tr transport) (*relaytest.Relay, net.Listener, contex
 
 func newPairWith(t testing.TB, tr transport, pc pairConfig) (*relaytest.Relay, net.Listener, contextDialer) {
 	t.Helper()
-	tr.relay(&pc.relay)
-	r := relaytest.Start(t, pc.relay)
-	ln, err := tr.listen(r, serverName, pc.listenOpts...)
+	r := tr.start(t, pc.relay)
+	ln, err := tr.listen(t, r, serverName, pc.listenOpts...)
 	if err != nil {
 		t.Fatalf("listen %q: %v", serverName, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return r, ln, tr.dialer(r, clientName, pc.dialOpts...)
+	return r, ln, tr.dialer(t, r, clientName, pc.dialOpts...)
 }
 
 // failedCounter is the listener's count of failed callbacks.

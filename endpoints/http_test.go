@@ -31,6 +31,10 @@ func testHTTP(t *testing.T, tr transport) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		// Over MTLS the request carries the client's verified certificate.
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			w.Header().Set("X-Client-CN", r.TLS.VerifiedChains[0][0].Subject.CommonName)
+		}
 		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, body)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: ioTimeout}
@@ -78,6 +82,13 @@ func testHTTP(t *testing.T, tr transport) {
 		}
 		if want := fmt.Sprintf("POST /echo/%d %s", i, body); string(got) != want {
 			return fmt.Errorf("request %d: body %q, want %q", i, got, want)
+		}
+		wantCN := ""
+		if tr.mtls {
+			wantCN = clientName
+		}
+		if cn := resp.Header.Get("X-Client-CN"); cn != wantCN {
+			return fmt.Errorf("request %d: the server saw client certificate CN %q, want %q", i, cn, wantCN)
 		}
 		return nil
 	}

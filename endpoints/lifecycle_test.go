@@ -2,6 +2,7 @@ package endpoints_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +87,7 @@ func TestDialCancelled(t *testing.T) {
 		raw := rawListen(t, r.Addr, serverName)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		dialed := goDial(t, ctx, tcpTransport.dialer(r, clientName))
+		dialed := goDial(t, ctx, tcpTransport.dialer(t, r, clientName))
 		raw.nextConnect(t)
 		dr := waitDial(t, dialed, 2*time.Second)
 		var ne net.Error
@@ -100,7 +101,7 @@ func TestDialCancelled(t *testing.T) {
 	t.Run("deadline-is-context-error", func(t *testing.T) {
 		r := relaytest.Start(t, relaynode.Config{})
 		raw := rawListen(t, r.Addr, serverName)
-		d := tcpTransport.dialer(r, clientName)
+		d := tcpTransport.dialer(t, r, clientName)
 		const attempts = 20
 		wrong := 0
 		var last error
@@ -126,7 +127,7 @@ func TestDialCancelled(t *testing.T) {
 		raw := rawListen(t, r.Addr, serverName)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		dialed := goDial(t, ctx, tcpTransport.dialer(r, clientName))
+		dialed := goDial(t, ctx, tcpTransport.dialer(t, r, clientName))
 		ce := raw.nextConnect(t)
 		// The pending actor counts itself live when it starts, which may
 		// come just after the event.
@@ -172,7 +173,7 @@ func TestErrors(t *testing.T) {
 			})
 
 			t.Run("name-taken", func(t *testing.T) {
-				ln2, err := tr.listen(r, serverName)
+				ln2, err := tr.listen(t, r, serverName)
 				if ln2 != nil {
 					ln2.Close()
 				}
@@ -282,13 +283,10 @@ func TestFailedCallbackKeepsAccepting(t *testing.T) {
 			const maxAttempts = 50
 			attempts := 0
 			for ; attempts < maxAttempts && failed.Failed() == 0; attempts++ {
-				conn, err := net.DialTimeout("tcp", r.Addr, ioTimeout)
-				if err != nil {
-					t.Fatal(err)
-				}
+				conn := tr.rawRelayConn(t, r)
 				req := "POST " + wire.PathDial + serverName + " HTTP/1.1\r\nHost: " + r.Addr +
 					"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol + "\r\nContent-Length: 0\r\n\r\n"
-				_, err = io.WriteString(conn, req)
+				_, err := io.WriteString(conn, req)
 				conn.Close()
 				if err != nil {
 					t.Fatal(err)
@@ -320,13 +318,17 @@ func TestRemoteAddr(t *testing.T) {
 			}
 			defer c.Close()
 			sc := acceptOne(t, ln)
-			dc, ok := c.(*endpoints.Conn)
-			if !ok {
-				t.Fatalf("dialed conn is %T, want *endpoints.Conn", c)
+			// Over MTLS both ends are *tls.Conn; the relayed conn is
+			// their NetConn.
+			for what, c := range map[string]net.Conn{"dialed": c, "accepted": sc} {
+				_, isTLS := c.(*tls.Conn)
+				if isTLS != tr.mtls {
+					t.Errorf("%s conn is %T; mtls transport: %v", what, c, tr.mtls)
+				}
 			}
-			ac, ok := sc.(*endpoints.Conn)
-			if !ok {
-				t.Fatalf("accepted conn is %T, want *endpoints.Conn", sc)
+			dc, ac := relayed(t, c), relayed(t, sc)
+			if got, want := sc.RemoteAddr().String(), ac.RemoteAddr().String(); got != want {
+				t.Errorf("accepted conn's RemoteAddr %q, its relayed conn's %q", got, want)
 			}
 			if got, want := ac.RemoteAddr().String(), dc.NetConn().LocalAddr().String(); got != want {
 				t.Errorf("accepted RemoteAddr %q, want the client's socket %q", got, want)
@@ -355,7 +357,7 @@ func TestRelayCloseLeavesNoGoroutine(t *testing.T) {
 	for i := range iterations {
 		before := goleak.IgnoreCurrent()
 		r := relaytest.Start(t, relaynode.Config{})
-		ln, err := tcpTransport.listen(r, serverName)
+		ln, err := tcpTransport.listen(t, r, serverName)
 		if err != nil {
 			t.Fatalf("listen: %v", err)
 		}

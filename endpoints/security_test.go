@@ -59,7 +59,7 @@ func TestRandomTokens(t *testing.T) {
 	// The genuine dial must outlive the flood.
 	r := relaytest.Start(t, relaynode.Config{CallbackTimeout: 3 * time.Minute})
 	raw := rawListen(t, r.Addr, serverName)
-	dialed := goDial(t, context.Background(), tcpTransport.dialer(r, clientName))
+	dialed := goDial(t, context.Background(), tcpTransport.dialer(t, r, clientName))
 	ce := raw.nextConnect(t)
 
 	var (
@@ -119,7 +119,7 @@ func TestTokenReplay(t *testing.T) {
 	const racers = 8
 	r := relaytest.Start(t, relaynode.Config{})
 	raw := rawListen(t, r.Addr, serverName)
-	dialed := goDial(t, context.Background(), tcpTransport.dialer(r, clientName))
+	dialed := goDial(t, context.Background(), tcpTransport.dialer(t, r, clientName))
 	ce := raw.nextConnect(t)
 
 	type result struct {
@@ -180,7 +180,7 @@ func TestForeignToken(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{})
 	a := rawListen(t, r.Addr, serverName)
 	b := rawListen(t, r.Addr, "other")
-	dialed := goDial(t, context.Background(), tcpTransport.dialer(r, clientName))
+	dialed := goDial(t, context.Background(), tcpTransport.dialer(t, r, clientName))
 	ce := a.nextConnect(t)
 
 	status, conn, _ := rawAccept(t, r.Addr, ce.Token, b.regID, nil)
@@ -211,7 +211,7 @@ func TestLateCallback(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{CallbackTimeout: callbackTimeout})
 	raw := rawListen(t, r.Addr, serverName)
 	start := time.Now()
-	dialed := goDial(t, context.Background(), tcpTransport.dialer(r, clientName))
+	dialed := goDial(t, context.Background(), tcpTransport.dialer(t, r, clientName))
 	ce := raw.nextConnect(t)
 
 	dr := waitDial(t, dialed, callbackTimeout+2*time.Second)
