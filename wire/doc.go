@@ -22,7 +22,10 @@
 // Protocol changelog (ProtocolVersion):
 //
 //	1: first version: listen, dial and accept routes; ready, connect and
-//	   drain events; 128-bit tokens.
+//	   drain events; 128-bit tokens; registration id bound to callbacks;
+//	   optional bearer auth (Authorization) on listen and dial; optional
+//	   HeaderRegistration on listen to take over the sender's own old
+//	   registration of the name.
 //
 // The package imports the standard library only and treats all input as
 // hostile: every reader has a hard size limit checked before allocation.

@@ -35,8 +35,11 @@ const (
 	// HeaderClientAddr carries the dialing client's address as host:port on
 	// the accept 101 response to the server.
 	HeaderClientAddr = "Relay-Client-Addr"
-	// HeaderRegistration carries the registration id from the ready event
-	// on accept requests. It binds a callback to its registration.
+	// HeaderRegistration carries a registration id from a ready event. On
+	// accept requests it is required, and binds the callback to its
+	// registration. On a listen request it is optional: it names the
+	// sender's previous registration of the name, which the new one
+	// replaces at once (a reconnect taking its name back).
 	HeaderRegistration = "Relay-Registration"
 	// HeaderNode carries the relay's node id on every response.
 	HeaderNode = "Relay-Node"
