@@ -162,6 +162,19 @@ func hardClose(c net.Conn) {
 	c.Close()
 }
 
+// resetClose closes c with a TCP reset (SO_LINGER 0) instead of a FIN, so
+// that its peer reads an error, never a clean end: a stream the relay cut
+// short must not look complete.
+func resetClose(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	c.Close()
+}
+
 // closeWrite half-closes c if it can: a clean end of one direction is passed
 // on as a FIN (or TLS close_notify) while the other direction keeps going.
 func closeWrite(c net.Conn) error {

@@ -2,9 +2,11 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -38,13 +40,29 @@ func livePair(t testing.TB, e *Engine, name string) (client, server net.Conn) {
 	return clientFar, serverFar
 }
 
-// readEOF reads c to its end within 3s and returns what it read.
+// readEOF reads c to a clean end within 3s and returns what it read.
 func readEOF(t testing.TB, c net.Conn) []byte {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	b, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("read to EOF: %v after %d bytes", err, len(b))
+	}
+	return b
+}
+
+// readCut reads c within 3s until the relay cuts it, and returns what it
+// read. A cut must arrive as an error (a reset), never as a clean EOF that
+// would pass a truncated stream off as whole.
+func readCut(t testing.TB, c net.Conn) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	b, err := io.ReadAll(c)
+	switch {
+	case err == nil:
+		t.Fatalf("read a clean EOF after %d bytes, want the cut as an error", len(b))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		t.Fatalf("not cut within 3s (%d bytes read)", len(b))
 	}
 	return b
 }
@@ -69,8 +87,8 @@ func TestPairIdleTimeout(t *testing.T) {
 	}
 	// Silence both ways: the relay cuts the pair, an idle timeout after
 	// the last byte (less the quarter-timeout wake-up granularity).
-	readEOF(t, client)
-	readEOF(t, server)
+	readCut(t, client)
+	readCut(t, server)
 	if d := time.Since(last); d < 150*time.Millisecond {
 		t.Fatalf("cut %v after the last byte, before the idle timeout", d)
 	}
@@ -92,9 +110,11 @@ func TestPairMaxBytes(t *testing.T) {
 			}
 		}
 	}()
-	got := readEOF(t, server)
-	if len(got) != limit {
-		t.Fatalf("server got %d bytes, want exactly the limit %d", len(got), limit)
+	// The cut is a reset, which discards what is still in flight: the
+	// server reads at most the limit, then an error.
+	got := readCut(t, server)
+	if len(got) > limit {
+		t.Fatalf("server got %d bytes, more than the limit %d", len(got), limit)
 	}
 	waitLive(t, e, KindPair, 0)
 	if st := e.Stats(); st.PairsMaxBytes != 1 {
@@ -126,8 +146,8 @@ func TestPairMaxDuration(t *testing.T) {
 	e := newEngine(t, Config{PairMaxDuration: 200 * time.Millisecond})
 	client, server := livePair(t, e, "dur")
 	start := time.Now()
-	readEOF(t, client)
-	readEOF(t, server)
+	readCut(t, client)
+	readCut(t, server)
 	if d := time.Since(start); d < 150*time.Millisecond {
 		t.Fatalf("cut after %v", d)
 	}

@@ -26,6 +26,7 @@ type pair struct {
 	finished atomic.Int32 // copy goroutines done; the second closes both conns
 	limits   *limits      // nil when the pair has no idle or byte limit
 	cut      atomic.Bool  // a limit cut the pair; counted once
+	aborted  atomic.Bool  // the pair was cut short: close with resets
 	timer    *time.Timer  // PairMaxDuration; nil without
 
 	// Owned by Receive.
@@ -41,8 +42,8 @@ func (e *Engine) startPair(p *Pairing) {
 		pa.limits.active.Store(time.Now().UnixNano())
 	}
 	if !e.trackPair(pa) {
-		hardClose(pa.client)
-		hardClose(pa.server)
+		resetClose(pa.client)
+		resetClose(pa.server)
 		return
 	}
 	e.stats.started(kindPair) // counted at spawn, so Live is never behind
@@ -128,10 +129,16 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 		pa.abort()
 	}
 	if pa.finished.Add(1) == 2 {
-		// Both directions ended cleanly (FIN or close_notify already sent)
-		// or were aborted: nothing is left to say to either peer.
-		hardClose(pa.client)
-		hardClose(pa.server)
+		if pa.aborted.Load() {
+			// Cut short: each peer must read an error, not EOF.
+			resetClose(pa.client)
+			resetClose(pa.server)
+		} else {
+			// Both directions ended cleanly; their FINs (or close_notify)
+			// are already sent.
+			hardClose(pa.client)
+			hardClose(pa.server)
+		}
 	}
 	pa.engine.root.Send(self, &copyDoneMsg{dir: dir, n: n, err: err})
 }
@@ -139,6 +146,7 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 // abort makes both copies return at once, without closing anything: the
 // pumps close the conns when both have returned. It never blocks.
 func (pa *pair) abort() {
+	pa.aborted.Store(true)
 	past := time.Unix(1, 0)
 	pa.client.SetDeadline(past)
 	pa.server.SetDeadline(past)

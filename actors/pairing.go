@@ -55,7 +55,7 @@ func (p *Pairing) Offer(side Side, conn net.Conn, head []byte) bool {
 	p.mu.Lock()
 	if p.closed || p.conns[side] != nil {
 		p.mu.Unlock()
-		hardClose(conn)
+		resetClose(conn)
 		return false
 	}
 	p.conns[side] = conn
@@ -98,7 +98,7 @@ func (p *Pairing) fail() {
 	p.engine.stats.pairingsFailed.Add(1)
 	for _, c := range conns {
 		if c != nil {
-			hardClose(c)
+			resetClose(c) // its peer got a 101: it must not read a clean end
 		}
 	}
 }

@@ -66,7 +66,8 @@ func (n *Node) AdminHandler() http.Handler {
 }
 
 // ServeAdmin serves AdminHandler on ln, with the node's header timeout,
-// until Shutdown or Close.
+// until Close. It keeps serving through Shutdown's drain, so that /readyz
+// can tell load balancers the node is draining.
 func (n *Node) ServeAdmin(ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           n.AdminHandler(),
@@ -81,7 +82,7 @@ func (n *Node) ServeAdmin(ln net.Listener) error {
 		ln.Close()
 		return http.ErrServerClosed
 	}
-	n.servers[srv] = struct{}{}
+	n.servers[srv] = true
 	n.mu.Unlock()
 	return srv.Serve(ln)
 }

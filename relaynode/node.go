@@ -38,11 +38,11 @@ type Node struct {
 	handlers sync.WaitGroup // ServeHTTP calls in flight
 	draining atomic.Bool
 
-	mu        sync.Mutex // guards the following
-	servers   map[*http.Server]struct{}
-	closing   bool       // set by Close: no new handlers, no new servers
-	conns     int        // connections of our servers not yet closed or hijacked
-	connsGone *sync.Cond // signalled when conns falls to zero
+	mu        sync.Mutex            // guards the following
+	servers   map[*http.Server]bool // true for admin servers, which outlive a drain
+	closing   bool                  // set by Close: no new handlers, no new servers
+	conns     int                   // connections of our servers not yet closed or hijacked
+	connsGone *sync.Cond            // signalled when conns falls to zero
 }
 
 // New returns a Node for cfg, whose zero value means safe defaults.
@@ -64,7 +64,7 @@ func New(cfg Config) (*Node, error) {
 		tls:     tlsCfg,
 		log:     cfg.Logger,
 		engine:  engine,
-		servers: make(map[*http.Server]struct{}),
+		servers: make(map[*http.Server]bool),
 		started: time.Now(),
 	}
 	n.edge = newEdge(&n.cfg)
@@ -210,7 +210,7 @@ func (n *Node) Serve(ln net.Listener) error {
 		ln.Close()
 		return http.ErrServerClosed
 	}
-	n.servers[srv] = struct{}{}
+	n.servers[srv] = false
 	n.mu.Unlock()
 	return srv.Serve(ln)
 }
@@ -264,10 +264,14 @@ func (n *Node) waitConns(d time.Duration) {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.draining.Store(true)
 	n.engine.Drain("shutdown")
+	// The admin servers keep answering through the drain: /readyz says 503
+	// so that load balancers stop sending traffic. Close ends them.
 	n.mu.Lock()
 	servers := make([]*http.Server, 0, len(n.servers))
-	for s := range n.servers {
-		servers = append(servers, s)
+	for s, admin := range n.servers {
+		if !admin {
+			servers = append(servers, s)
+		}
 	}
 	n.mu.Unlock()
 	var err error
