@@ -16,7 +16,26 @@
 // event's single-use token on a new connection, and Accept returns that
 // connection once the relay has answered 101. Callbacks run concurrently,
 // bounded, so one failed or slow callback never stalls Accept; a failed
-// callback is counted and dropped, and only a dead listener ends Accept.
+// callback is counted and dropped.
+//
+// A listener outlives its registration stream. When the stream is lost (a
+// relay restart, a drain, a link found dead after three missed heartbeats),
+// the listener registers again with jittered exponential backoff
+// (WithBackoff), presenting its old registration id so that it takes its
+// name back at once; Accept blocks meanwhile and then goes on. Only Close,
+// or a permanent refusal (400, 401, 403, 404, 409), ends Accept. The
+// listener's State method, reached with
+// ln.(interface{ State() endpoints.ListenerState }), and WithStateFunc
+// report the registration's state.
+//
+// DialMTLS and ListenMTLS run TLS end to end through the relay: the dialer
+// is the TLS client, the listener the TLS server (mutual by default), and
+// the relay splices a handshake it is not part of, so it sees ciphertext
+// only. Independently, an https:// relay address runs TLS between each
+// endpoint and the relay, verified against WithRelayTLS's RootCAs or the
+// system roots; it hides names and tokens from the network, not from the
+// relay. On a relay with registration auth, listeners present WithToken
+// and dialers of guarded names WithDialToken.
 //
 // The package never imports the relay engine: a program that only dials
 // pulls in nothing but the standard library and package wire.
