@@ -77,6 +77,10 @@ func (r *Registration) Drained() <-chan struct{} { return r.drained }
 // DrainReason returns the drain's reason once Drained is closed.
 func (r *Registration) DrainReason() string { return r.reason }
 
+// Pending returns the number of the registration's dials waiting for a
+// callback.
+func (r *Registration) Pending() int64 { return r.pending.Load() }
+
 // Queued returns the number of events waiting in the queue.
 func (r *Registration) Queued() int { return len(r.events) }
 

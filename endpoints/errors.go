@@ -23,8 +23,9 @@ var (
 	// no certificate source (Certificates, GetCertificate or
 	// GetConfigForClient), and for a mutual config with no ClientCAs.
 	ErrNoCertificate = errors.New("endpoints: tls.Config has no certificate")
-	// ErrStreamEnded is the cause of a listener's death when the relay
-	// ended its registration stream (a drain, a restart).
+	// ErrStreamEnded is recorded in ListenerState.LastError when a
+	// registration stream ends (a drain, a relay restart, a link found
+	// dead). The listener then re-registers; Accept does not return it.
 	ErrStreamEnded = errors.New("endpoints: registration stream ended")
 )
 

@@ -357,9 +357,13 @@ func (l *listener) Failed() int64 { return l.failed.Load() }
 
 // readEvents reads one stream's events until it ends.
 func (l *listener) readEvents(st *stream) error {
+	drained := false
 	for {
 		ev, err := st.sse.Next()
 		if err != nil {
+			if drained {
+				return fmt.Errorf("%w: relay drained: %w", ErrStreamEnded, err)
+			}
 			return fmt.Errorf("%w: %w", ErrStreamEnded, err)
 		}
 		switch ev.Type {
@@ -378,7 +382,10 @@ func (l *listener) readEvents(st *stream) error {
 			l.wg.Add(1)
 			go l.callback(ce, st.regID)
 		case wire.EventDrain:
-			return fmt.Errorf("%w: relay draining", ErrStreamEnded)
+			// The relay is going away. It ends the stream itself once the
+			// dials already sent here have been called back; keep reading
+			// until then, and re-register afterwards.
+			drained = true
 		}
 		// Other events are for newer listeners: passed over.
 	}

@@ -104,12 +104,13 @@ type Status struct {
 	Actors        []ActorKindStatus `json:"actors"`
 }
 
-// NameStatus is one registered name on the status page.
+// NameStatus is one registered name on the status page: the sums over
+// its group's members.
 type NameStatus struct {
 	Name          string    `json:"name"`
 	Members       int       `json:"members"`
-	ClientAddr    string    `json:"client_addr"`
-	Since         time.Time `json:"since"`
+	ClientAddr    string    `json:"client_addr"` // the members' addresses, comma-separated
+	Since         time.Time `json:"since"`       // the oldest member's registration
 	Queued        int       `json:"queued"`
 	Pending       int64     `json:"pending"`
 	Pairs         int64     `json:"pairs"`
@@ -151,22 +152,40 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Dials:         n.counters.dialCounts(),
 		Refusals:      n.counters.refusalList(),
 	}
-	n.rateMu.Lock()
-	prev, prevAt := n.ratePrev, n.rateAt
-	n.ratePrev, n.rateAt = make(map[string][2]int64, len(regs)), now
+	// One row per name: a group's members are summed.
+	byName := make(map[string]*NameStatus, len(regs))
 	for _, r := range regs {
-		ns := NameStatus{
-			Name: r.Name, Members: 1, ClientAddr: r.ClientAddr, Since: r.Since, Queued: r.Queued,
-			Pending: r.Pending, Pairs: r.Pairs, BytesToServer: r.BytesToServer, BytesToClient: r.BytesToClient,
-		}
-		if p, ok := prev[r.Name]; ok && !prevAt.IsZero() {
-			if dt := now.Sub(prevAt).Seconds(); dt > 0 {
-				ns.RateToServer = float64(max(0, r.BytesToServer-p[0])) / dt
-				ns.RateToClient = float64(max(0, r.BytesToClient-p[1])) / dt
+		ns := byName[r.Name]
+		if ns == nil {
+			ns = &NameStatus{Name: r.Name, ClientAddr: r.ClientAddr, Since: r.Since}
+			byName[r.Name] = ns
+			out.Names = append(out.Names, NameStatus{})
+		} else {
+			ns.ClientAddr += ", " + r.ClientAddr
+			if r.Since.Before(ns.Since) {
+				ns.Since = r.Since
 			}
 		}
-		n.ratePrev[r.Name] = [2]int64{r.BytesToServer, r.BytesToClient}
-		out.Names = append(out.Names, ns)
+		ns.Members++
+		ns.Queued += r.Queued
+		ns.Pending += r.Pending
+		ns.Pairs += r.Pairs
+		ns.BytesToServer += r.BytesToServer
+		ns.BytesToClient += r.BytesToClient
+	}
+	out.Names = out.Names[:0]
+	n.rateMu.Lock()
+	prev, prevAt := n.ratePrev, n.rateAt
+	n.ratePrev, n.rateAt = make(map[string][2]int64, len(byName)), now
+	for name, ns := range byName {
+		if p, ok := prev[name]; ok && !prevAt.IsZero() {
+			if dt := now.Sub(prevAt).Seconds(); dt > 0 {
+				ns.RateToServer = float64(max(0, ns.BytesToServer-p[0])) / dt
+				ns.RateToClient = float64(max(0, ns.BytesToClient-p[1])) / dt
+			}
+		}
+		n.ratePrev[name] = [2]int64{ns.BytesToServer, ns.BytesToClient}
+		out.Names = append(out.Names, *ns)
 	}
 	n.rateMu.Unlock()
 	sort.Slice(out.Names, func(i, j int) bool { return out.Names[i].Name < out.Names[j].Name })

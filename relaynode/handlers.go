@@ -1,6 +1,7 @@
 package relaynode
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -118,6 +119,10 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 				err = writeEvent(actors.Event{Type: wire.EventDrain, Drain: wire.DrainEvent{Reason: reg.DrainReason()}})
 			}
 			if err == nil {
+				// Keep the registration until its pending dials settle:
+				// the server is calling them back (callbacks are still
+				// served while draining), or they time out.
+				n.settle(r.Context(), reg)
 				return
 			}
 		case <-reg.Done():
@@ -127,6 +132,22 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		}
 		if err != nil {
 			n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
+			return
+		}
+	}
+}
+
+// settle waits until reg has no pending dial, the registration ends, or
+// ctx ends.
+func (n *Node) settle(ctx context.Context, reg *actors.Registration) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for reg.Pending() > 0 {
+		select {
+		case <-tick.C:
+		case <-reg.Done():
+			return
+		case <-ctx.Done():
 			return
 		}
 	}

@@ -116,7 +116,9 @@ func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusBadRequest, "bad request")
 		return
 	}
-	if n.draining.Load() {
+	if n.draining.Load() && route != wire.RouteAccept {
+		// Callbacks are still served: they complete dials made before
+		// the drain.
 		refuse(w, http.StatusServiceUnavailable, "relay draining")
 		return
 	}
@@ -256,9 +258,11 @@ func (n *Node) waitConns(d time.Duration) {
 	}
 }
 
-// Shutdown drains the relay: new registrations and dials get 503, every
-// stream is sent a drain event and closed, the servers stop accepting, and
-// live pairs may finish until ctx ends, when they are cut. It returns after
+// Shutdown drains the relay: new registrations and dials get 503; every
+// stream is sent the events already queued and a drain event; dials made
+// before the drain still get their callbacks (the accept route stays open)
+// until none is pending; then the servers stop accepting, and live pairs
+// may finish until ctx ends, when they are cut. It returns after
 // every goroutine and actor the node owns has ended, with ctx's error if
 // pairs had to be cut.
 func (n *Node) Shutdown(ctx context.Context) error {
@@ -274,14 +278,23 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 	}
 	n.mu.Unlock()
+	// Dials made before the drain get their callbacks first: the streams
+	// stay open, and the servers accept, until no dial is pending.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	var err error
+	for n.engine.Live(actors.KindPending) > 0 && err == nil {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
+		}
+	}
 	for _, s := range servers {
 		if e := s.Shutdown(ctx); e != nil && err == nil {
 			err = e
 		}
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	for n.engine.LivePairs() > 0 && err == nil {
 		select {
 		case <-ctx.Done():

@@ -237,3 +237,90 @@ func httpRequest(t testing.TB, method, path string) *http.Request {
 	}
 	return r
 }
+
+// TestShutdownKeepsPendingDials checks that a dial made before a drain is
+// still completed: its connect event is sent before the drain event, the
+// server's callback is served while draining, and the stream ends only once
+// no dial is pending.
+func TestShutdownKeepsPendingDials(t *testing.T) {
+	node, err := relaynode.New(relaynode.Config{CallbackTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- node.Serve(ln) }()
+	sse, _ := openStream(t, addr, "svc")
+	ev, err := sse.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, _ := wire.ParseReady(ev.Data)
+
+	// A client dials; its connect event is queued for the server.
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			dialed <- err
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, req("POST", "/v1/dial/svc", up1, up2))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			err = fmt.Errorf("dial answered %d", resp.StatusCode)
+		}
+		dialed <- err
+	}()
+	ev, err = sse.Next()
+	if err != nil || ev.Type != wire.EventConnect {
+		t.Fatalf("want connect, got %+v %v", ev, err)
+	}
+	ce, _ := wire.ParseConnect(ev.Data)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- node.Shutdown(ctx) }()
+	if ev, err := sse.Next(); err != nil || ev.Type != wire.EventDrain {
+		t.Fatalf("want drain, got %+v %v", ev, err)
+	}
+	// New dials are refused while draining...
+	relaytest.Eventually(t, 2*time.Second, func() bool {
+		rec := &recorder{header: http.Header{}}
+		node.ServeHTTP(rec, httpRequest(t, "POST", "/v1/dial/svc"))
+		return rec.status == http.StatusServiceUnavailable
+	}, "dials not refused while draining")
+	// ...but the callback for the dial made before is served.
+	cb, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("callback connect during drain: %v", err)
+	}
+	defer cb.Close()
+	io.WriteString(cb, req("POST", ce.Callback, up1, up2, "Relay-Registration: "+ready.Registration))
+	cb.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(cb), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("callback during drain: %v %v, want 101", resp, err)
+	}
+	if err := <-dialed; err != nil {
+		t.Fatalf("dial made before the drain: %v", err)
+	}
+	// With nothing pending, the stream ends and Shutdown completes.
+	if _, err := sse.Next(); err == nil {
+		t.Fatal("stream still open after its dials settled")
+	}
+	cb.Close()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; err != http.ErrServerClosed {
+		t.Fatalf("Serve: %v", err)
+	}
+}

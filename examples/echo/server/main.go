@@ -75,8 +75,9 @@ func run(log *slog.Logger, relay, name string) error {
 			return nil
 		}
 		if err != nil {
-			// Failed callbacks never reach Accept: an error here means
-			// the registration is gone (relay drained or unreachable).
+			// Failed callbacks and lost streams never reach Accept (the
+			// listener re-registers by itself): an error here is a
+			// permanent refusal, such as the name taken by someone else.
 			return fmt.Errorf("accept: %w", err)
 		}
 		attrs := []any{slog.String("remote", c.RemoteAddr().String())}

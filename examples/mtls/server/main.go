@@ -111,8 +111,10 @@ func run(log *slog.Logger, relay, name, certs, relayCA string) error {
 			return nil
 		}
 		if err != nil {
-			// Failed callbacks and handshakes never reach Accept: an
-			// error here means the registration is gone.
+			// Failed callbacks, handshakes and lost streams never reach
+			// Accept (the listener re-registers by itself): an error here
+			// is a permanent refusal, such as the name taken by someone
+			// else.
 			return fmt.Errorf("accept: %w", err)
 		}
 		// Accept returns a *tls.Conn whose handshake is complete: the

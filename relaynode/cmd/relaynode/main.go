@@ -93,7 +93,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 
 	g("actors", "mailbox-directory", "mailbox-listener", "mailbox-pending", "mailbox-pair")
 	cfg.Mailboxes = actors.DefaultMailboxes
-	fs.Var(mailboxFlag{&cfg.Mailboxes.Directory}, "mailbox-directory", "directory actor mailbox: unbounded, unbounded-lockfree or bounded:SIZE")
+	fs.Var(mailboxFlag{&cfg.Mailboxes.Directory}, "mailbox-directory", "directory actor mailbox: unbounded, unbounded-lockfree, bounded (1024 slots) or bounded:SIZE")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Listener}, "mailbox-listener", "listener actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
