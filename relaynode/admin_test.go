@@ -130,6 +130,7 @@ func TestMetricsCountExactly(t *testing.T) {
 		{`relay_relayed_bytes_total{direction="to_client"}`, 5 * spliced},
 		{`relay_dial_splice_seconds_count{path="cold"}`, spliced},
 		{`relay_registrations`, 1},
+		{`relay_names`, 1},
 		{`relay_actors{kind="listener"}`, 1},
 		{`relay_actors{kind="pair"}`, 0},
 	} {

@@ -16,7 +16,7 @@ type collector struct {
 	n       *Node
 	perName bool
 
-	registrations, pending, pairs          *prometheus.Desc
+	registrations, names, pending, pairs   *prometheus.Desc
 	bytes, dials, refusals                 *prometheus.Desc
 	splice                                 *prometheus.Desc
 	queueMax, queued, queueByName          *prometheus.Desc
@@ -31,7 +31,8 @@ func newCollector(n *Node, perName bool) *collector {
 	return &collector{
 		n:             n,
 		perName:       perName,
-		registrations: d("relay_registrations", "Live registrations (listen streams)."),
+		registrations: d("relay_registrations", "Live registrations (listen streams): group members, summed over names."),
+		names:         d("relay_names", "Registered names (groups of one or more registrations)."),
 		pending:       d("relay_pending_dials", "Dials waiting for their server's callback."),
 		pairs:         d("relay_pairs", "Live spliced pairs."),
 		bytes:         d("relay_relayed_bytes_total", "Bytes relayed, by direction.", "direction"),
@@ -50,7 +51,7 @@ func newCollector(n *Node, perName bool) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.registrations, c.pending, c.pairs, c.bytes, c.dials, c.refusals,
+	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.refusals,
 		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime} {
 		ch <- d
 	}
@@ -101,13 +102,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	var maxQ, sumQ int
+	names := make(map[string]struct{}, len(regs))
 	for _, r := range regs {
+		names[r.Name] = struct{}{}
 		maxQ = max(maxQ, r.Queued)
 		sumQ += r.Queued
 		if c.perName {
 			gauge(c.queueByName, float64(r.Queued), r.Name)
 		}
 	}
+	gauge(c.names, float64(len(names)))
 	gauge(c.queueMax, float64(maxQ))
 	gauge(c.queued, float64(sumQ))
 }
