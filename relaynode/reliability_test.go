@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +37,10 @@ import (
 )
 
 var soak = flag.Duration("soak", 0, "run TestSoak for this long")
+
+// soakProfile, when set, makes TestSoak write a heap profile at every
+// sample, as PREFIX-NNN.pprof, to compare with go tool pprof -base.
+var soakProfile = flag.String("soak.heapprofile", "", "write TestSoak's heap profiles as `PREFIX`-NNN.pprof")
 
 // stater is what a relay listener exposes of its registration.
 type stater interface {
@@ -925,6 +930,7 @@ func TestSoak(t *testing.T) {
 		goroutines int
 	}
 	begin := time.Now()
+	profiles := 0
 	take := func(label string) sample {
 		// Quiescent: no pair left, and the goroutine count settled.
 		relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().LivePairs() == 0 }, "pairs still live at a pause")
@@ -941,6 +947,14 @@ func TestSoak(t *testing.T) {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		s := sample{heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine()}
+		if *soakProfile != "" {
+			profiles++
+			f, err := os.Create(fmt.Sprintf("%s-%03d.pprof", *soakProfile, profiles))
+			if err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
 		t.Logf("soak %-8s t=%-4v HeapAlloc %6.2f MiB, goroutines %3d; iterations %d (aborted %d), dial errors %d, echo failures %d",
 			label, time.Since(begin).Round(time.Second), float64(s.heap)/(1<<20), s.goroutines,
 			st.iterations.Load(), st.aborted.Load(), st.dialErrors.Load(), st.failures.Load())
