@@ -58,6 +58,9 @@ type Config struct {
 	// CopyBuffer is the size in bytes of the pooled buffer a pair uses when
 	// it cannot splice. Default 32 KiB.
 	CopyBuffer int
+	// Tombstones is the number of used tokens remembered so that a replay
+	// gets 410 rather than 404 (either way it is refused). Default 65536.
+	Tombstones int
 
 	// PairIdleTimeout cuts a spliced pair when neither direction has moved
 	// a byte for that long. Zero (the default) means never. With a limit
@@ -261,6 +264,7 @@ func (c *Config) engineConfig() actors.Config {
 		CallbackTimeout:   c.CallbackTimeout,
 		MaxPendingPerName: c.MaxPendingPerName,
 		CopyBuffer:        c.CopyBuffer,
+		Tombstones:        c.Tombstones,
 		PairIdleTimeout:   c.PairIdleTimeout,
 		PairMaxDuration:   c.PairMaxDuration,
 		PairMaxBytes:      c.PairMaxBytes,

@@ -40,6 +40,8 @@ var soak = flag.Duration("soak", 0, "run TestSoak for this long")
 
 // soakProfile, when set, makes TestSoak write a heap profile at every
 // sample, as PREFIX-NNN.pprof, to compare with go tool pprof -base.
+var soakTombstones = flag.Int("soak.tombstones", 0, "TestSoak's relay Config.Tombstones (0: default)")
+
 var soakProfile = flag.String("soak.heapprofile", "", "write TestSoak's heap profiles as `PREFIX`-NNN.pprof")
 
 // stater is what a relay listener exposes of its registration.
@@ -916,7 +918,7 @@ func TestSoak(t *testing.T) {
 		clients = 100
 		size    = 32 << 10
 	)
-	r := relaytest.Start(t, relaynode.Config{EventQueue: 256})
+	r := relaytest.Start(t, relaynode.Config{EventQueue: 256, Tombstones: *soakTombstones})
 	ln, err := endpoints.ListenRelay("tcp", "soak", r.URL, endpoints.WithCallbackWorkers(64), endpoints.WithAcceptBacklog(128))
 	if err != nil {
 		t.Fatal(err)

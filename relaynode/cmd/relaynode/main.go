@@ -82,7 +82,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	g("limits", "heartbeat", "callback-timeout", "event-write-timeout", "read-header-timeout", "max-header-bytes",
 		"stream-send-buffer", "event-queue", "max-pending-per-name", "max-pending", "max-registrations",
 		"max-registrations-per-ip", "max-pairs", "dial-rate", "dial-burst", "rate-limit-buckets",
-		"negative-cache-ttl", "negative-cache-size", "pair-idle-timeout", "pair-max-duration", "pair-max-bytes")
+		"negative-cache-ttl", "negative-cache-size", "tombstones", "pair-idle-timeout", "pair-max-duration", "pair-max-bytes")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of SSE heartbeats on registration streams")
 	fs.DurationVar(&cfg.CallbackTimeout, "callback-timeout", 10*time.Second, "how long a dial waits for the server's callback before 504")
 	fs.DurationVar(&cfg.EventWriteTimeout, "event-write-timeout", 10*time.Second, "deadline for writing one SSE event; a stream that misses it is dropped")
@@ -100,6 +100,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs.IntVar(&cfg.RateLimitBuckets, "rate-limit-buckets", 1<<16, "client IPs whose dial-rate buckets are kept (2Q LRU)")
 	fs.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", 2*time.Second, "how long a dial to an unregistered name is answered 404 at the edge (negative: off)")
 	fs.IntVar(&cfg.NegativeCacheSize, "negative-cache-size", 8192, "names kept in the negative cache")
+	fs.IntVar(&cfg.Tombstones, "tombstones", 1<<16, "used tokens remembered so that a replay gets 410 (refused as 404 after eviction)")
 	fs.DurationVar(&cfg.PairIdleTimeout, "pair-idle-timeout", 0, "cut a spliced pair after this long with no byte either way (0: never)")
 	fs.DurationVar(&cfg.PairMaxDuration, "pair-max-duration", 0, "cut a spliced pair this long after it started (0: never)")
 	fs.Int64Var(&cfg.PairMaxBytes, "pair-max-bytes", 0, "cut a spliced pair once either direction carried this many bytes (0: no limit)")
