@@ -250,3 +250,23 @@ func TestGroupRoundRobin(t *testing.T) {
 		t.Fatalf("registrations = %+v, %v", infos, err)
 	}
 }
+
+// TestSpliceLatencyObserved checks the dial-to-splice histogram records a
+// sane duration for each pair: counted once, positive, and short.
+func TestSpliceLatencyObserved(t *testing.T) {
+	e := newEngine(t, Config{})
+	livePair(t, e, "lat")
+	// Live counts a pair at spawn; the observation is in its Started.
+	var h Histogram
+	var n uint64
+	for deadline := time.Now().Add(3 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		h = e.Stats().SpliceLatency
+		n = 0
+		for _, c := range h.Counts {
+			n += c
+		}
+	}
+	if n != 1 || h.Sum <= 0 || h.Sum > 10*time.Second {
+		t.Fatalf("histogram = %d observations, sum %v; want 1 and a short positive sum", n, h.Sum)
+	}
+}

@@ -98,6 +98,7 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 		registration: l.reg,
 		clientName:   m.clientName,
 		clientAddr:   m.clientAddr,
+		dialed:       now,
 		deadline:     deadline,
 		outcome:      pd.outcome,
 	}

@@ -138,6 +138,9 @@ func TestMetricsCountExactly(t *testing.T) {
 			t.Errorf("%s moved by %v, want %v", c.series, got, c.want)
 		}
 	}
+	if sum := metric(t, after, `relay_dial_splice_seconds_sum{path="cold"}`); sum <= 0 || sum > 10*spliced {
+		t.Errorf("relay_dial_splice_seconds_sum = %v, want a short positive total", sum)
+	}
 	if metric(t, after, `relay_actor_messages_total{kind="directory"}`) <= metric(t, before, `relay_actor_messages_total{kind="directory"}`) {
 		t.Error("directory message count did not move")
 	}
