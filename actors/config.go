@@ -143,7 +143,9 @@ type Config struct {
 	// Default 1024.
 	MaxPendingPerName int
 	// Tombstones is the number of used tokens remembered so that replays
-	// get 410 rather than 404. Default 65536.
+	// get 410 rather than 404 (after eviction a replay still gets 404, never
+	// a connection). Default 4096: a 5-minute soak with 65536 showed the
+	// cache's map creeping under churn, and 4096 flat (docs/OPERATIONS.md).
 	Tombstones int
 	// CopyBuffer is the size of the pooled copy buffer used when a pair
 	// cannot splice. Default 32 KiB.
@@ -180,7 +182,7 @@ func (c *Config) setDefaults() {
 		c.MaxPendingPerName = 1024
 	}
 	if c.Tombstones == 0 {
-		c.Tombstones = 1 << 16
+		c.Tombstones = 4096
 	}
 	if c.CopyBuffer == 0 {
 		c.CopyBuffer = 32 << 10

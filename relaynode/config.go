@@ -59,7 +59,7 @@ type Config struct {
 	// it cannot splice. Default 32 KiB.
 	CopyBuffer int
 	// Tombstones is the number of used tokens remembered so that a replay
-	// gets 410 rather than 404 (either way it is refused). Default 65536.
+	// gets 410 rather than 404 (either way it is refused). Default 4096.
 	Tombstones int
 
 	// PairIdleTimeout cuts a spliced pair when neither direction has moved

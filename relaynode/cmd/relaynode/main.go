@@ -100,7 +100,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs.IntVar(&cfg.RateLimitBuckets, "rate-limit-buckets", 1<<16, "client IPs whose dial-rate buckets are kept (2Q LRU)")
 	fs.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", 2*time.Second, "how long a dial to an unregistered name is answered 404 at the edge (negative: off)")
 	fs.IntVar(&cfg.NegativeCacheSize, "negative-cache-size", 8192, "names kept in the negative cache")
-	fs.IntVar(&cfg.Tombstones, "tombstones", 1<<16, "used tokens remembered so that a replay gets 410 (refused as 404 after eviction)")
+	fs.IntVar(&cfg.Tombstones, "tombstones", 4096, "used tokens remembered so that a replay gets 410 (refused as 404 after eviction)")
 	fs.DurationVar(&cfg.PairIdleTimeout, "pair-idle-timeout", 0, "cut a spliced pair after this long with no byte either way (0: never)")
 	fs.DurationVar(&cfg.PairMaxDuration, "pair-max-duration", 0, "cut a spliced pair this long after it started (0: never)")
 	fs.Int64Var(&cfg.PairMaxBytes, "pair-max-bytes", 0, "cut a spliced pair once either direction carried this many bytes (0: no limit)")
