@@ -46,7 +46,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	addr := n.clientAddr(r)
 	ip := ipOf(addr)
 	if rf := n.edge.admitRegistration(ip); rf != nil {
-		refuse(w, rf.status, rf.reason)
+		refuseErr(w, rf)
 		return
 	}
 	defer n.edge.releaseRegistration(ip)
@@ -195,7 +195,7 @@ func (n *Node) serveDial(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	addr := n.clientAddr(r)
 	if rf := n.edge.admitDial(ipOf(addr), name, n.engine); rf != nil {
-		refuse(w, rf.status, rf.reason)
+		refuseErr(w, rf)
 		return
 	}
 	pd, err := n.engine.Dial(r.Context(), name, client, addr)

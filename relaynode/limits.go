@@ -36,19 +36,14 @@ func newEdge(cfg *Config) *edge {
 	return &edge{cfg: cfg, regsIP: make(map[netip.Addr]int), limiter: lim, unknown: unk}
 }
 
-// edgeRefusal is a refusal decided at the edge.
-type edgeRefusal struct {
-	status int
-	reason string
-}
-
+// Refusals decided at the edge, in the engine's refusal type.
 var (
-	refuseTooManyRegs      = &edgeRefusal{http.StatusServiceUnavailable, "too many registrations"}
-	refuseTooManyRegsIP    = &edgeRefusal{http.StatusTooManyRequests, "too many registrations from this address"}
-	refuseTooManyPending   = &edgeRefusal{http.StatusServiceUnavailable, "too many pending dials"}
-	refuseTooManyPairs     = &edgeRefusal{http.StatusServiceUnavailable, "too many live connections"}
-	refuseDialRate         = &edgeRefusal{http.StatusTooManyRequests, "dial rate limit"}
-	refuseUnknownNameCache = &edgeRefusal{http.StatusNotFound, "unknown name"}
+	refuseTooManyRegs      = &actors.Refusal{Status: http.StatusServiceUnavailable, Reason: "too many registrations"}
+	refuseTooManyRegsIP    = &actors.Refusal{Status: http.StatusTooManyRequests, Reason: "too many registrations from this address"}
+	refuseTooManyPending   = &actors.Refusal{Status: http.StatusServiceUnavailable, Reason: "too many pending dials"}
+	refuseTooManyPairs     = &actors.Refusal{Status: http.StatusServiceUnavailable, Reason: "too many live connections"}
+	refuseDialRate         = &actors.Refusal{Status: http.StatusTooManyRequests, Reason: "dial rate limit"}
+	refuseUnknownNameCache = &actors.Refusal{Status: http.StatusNotFound, Reason: "unknown name"}
 )
 
 // ipOf returns the IP of a host:port, or the zero Addr.
@@ -62,7 +57,7 @@ func ipOf(addr string) netip.Addr {
 
 // admitRegistration reserves a registration slot for ip, or refuses. The
 // caller must call release once the registration ends.
-func (e *edge) admitRegistration(ip netip.Addr) *edgeRefusal {
+func (e *edge) admitRegistration(ip netip.Addr) *actors.Refusal {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.regs >= e.cfg.MaxRegistrations {
@@ -87,7 +82,7 @@ func (e *edge) releaseRegistration(ip netip.Addr) {
 
 // admitDial applies the dial-side limits: the per-IP rate, the negative
 // cache of unknown names, and the overall caps on pending dials and pairs.
-func (e *edge) admitDial(ip netip.Addr, name string, engine *actors.Engine) *edgeRefusal {
+func (e *edge) admitDial(ip netip.Addr, name string, engine *actors.Engine) *actors.Refusal {
 	if e.cfg.DialRate > 0 {
 		lim, ok := e.limiter.Get(ip)
 		if !ok {
