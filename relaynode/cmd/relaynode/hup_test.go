@@ -61,8 +61,8 @@ func TestSIGHUPReloadsAuth(t *testing.T) {
 	}()
 	defer func() {
 		cmd.Process.Signal(syscall.SIGTERM)
+		<-copied // read stderr to its end before Wait closes the pipe
 		cmd.Wait()
-		<-copied
 	}()
 	var addr string
 	select {

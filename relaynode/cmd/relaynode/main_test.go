@@ -124,10 +124,12 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// Read stderr to its end before Wait, which closes the pipe and would
+	// drop the last lines.
+	<-copied
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v; logs:\n%s", err, logs)
 	}
-	<-copied
 	out := logs.String()
 	for _, want := range []string{`msg=registered name=e2e`, `msg=draining signal=terminated`, `msg=stopped`} {
 		if !strings.Contains(out, want) {
