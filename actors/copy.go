@@ -21,27 +21,55 @@ var copyPool bytebufferpool.Pool
 // never through user space. Any wrapper (TLS to the relay, a counting
 // conn) takes the pooled-buffer path instead, with a buffer of bufSize.
 func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
-	var n int64
-	if len(head) > 0 {
-		m, err := dst.Write(head)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
+	n, err := writeHead(dst, head)
+	if err != nil {
+		return n, err
 	}
+	bb := copyBuffer(dst, src, bufSize)
+	defer releaseBuffer(bb)
+	m, err := copyOnce(dst, src, bb)
+	return n + m, err
+}
+
+// writeHead writes the bytes that arrived behind a request, before
+// anything read from the socket.
+func writeHead(dst net.Conn, head []byte) (int64, error) {
+	if len(head) == 0 {
+		return 0, nil
+	}
+	m, err := dst.Write(head)
+	return int64(m), err
+}
+
+// copyBuffer returns nil when a copy from src to dst can splice, and a
+// pooled buffer of size bytes otherwise; releaseBuffer returns it.
+func copyBuffer(dst, src net.Conn, size int) *bytebufferpool.ByteBuffer {
 	if canSplice(dst, src) {
-		m, err := io.Copy(dst, src)
-		return n + m, err
+		return nil
 	}
 	bb := copyPool.Get()
-	if cap(bb.B) < bufSize {
+	if cap(bb.B) < size {
 		// bytebufferpool hands out empty buffers until it has calibrated:
 		// size it explicitly.
-		bb.B = make([]byte, bufSize)
+		bb.B = make([]byte, size)
 	}
-	m, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, bb.B[:bufSize])
-	copyPool.Put(bb)
-	return n + m, err
+	bb.B = bb.B[:size]
+	return bb
+}
+
+func releaseBuffer(bb *bytebufferpool.ByteBuffer) {
+	if bb != nil {
+		copyPool.Put(bb)
+	}
+}
+
+// copyOnce copies src (a socket, or a LimitedReader over one) to dst:
+// with splice(2) when bb is nil, through bb otherwise.
+func copyOnce(dst net.Conn, src io.Reader, bb *bytebufferpool.ByteBuffer) (int64, error) {
+	if bb == nil {
+		return io.Copy(dst, src)
+	}
+	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, bb.B)
 }
 
 // chunk is the most a limited pump copies per call when the pair has an
@@ -68,23 +96,15 @@ type limits struct {
 // errTooMuch once this direction has carried l.maxBytes. Each chunk still
 // takes the splice path when both ends are raw TCP.
 func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64, error) {
-	var n int64
-	if len(head) > 0 {
-		m, err := dst.Write(head)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
+	n, err := writeHead(dst, head)
+	if err != nil {
+		return n, err
+	}
+	if n > 0 {
 		l.active.Store(time.Now().UnixNano())
 	}
-	var buf *bytebufferpool.ByteBuffer
-	if !canSplice(dst, src) {
-		buf = copyPool.Get()
-		if cap(buf.B) < bufSize {
-			buf.B = make([]byte, bufSize)
-		}
-		defer copyPool.Put(buf)
-	}
+	buf := copyBuffer(dst, src, bufSize)
+	defer releaseBuffer(buf)
 	// Each read wakes at least every quarter of the idle timeout, so bytes
 	// moving mid-chunk are recorded in active well before the other
 	// direction could judge the pair idle.
@@ -112,12 +132,7 @@ func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64,
 			if l.maxBytes > 0 {
 				want = min(want, l.maxBytes-n)
 			}
-			lr := &io.LimitedReader{R: src, N: want}
-			if buf == nil {
-				m, err = io.Copy(dst, lr)
-			} else {
-				m, err = io.CopyBuffer(writerOnly{dst}, readerOnly{lr}, buf.B[:bufSize])
-			}
+			m, err = copyOnce(dst, &io.LimitedReader{R: src, N: want}, buf)
 			n += m
 			if m > 0 {
 				l.active.Store(time.Now().UnixNano())

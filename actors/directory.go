@@ -16,8 +16,7 @@ type directory struct {
 	engine *Engine
 
 	names      map[string]*group
-	namesByPID map[string]string        // listener PID id → name, while registered
-	regs       map[string]*Registration // listener PID id → its registration
+	regs       map[string]*Registration // listener PID id → its registration, while registered
 	tokens     map[wire.Token]*actor.PID
 	tombstones *lru.Cache[wire.Token, struct{}]
 	draining   bool
@@ -31,7 +30,6 @@ func newDirectory(e *Engine) *directory {
 	return &directory{
 		engine:     e,
 		names:      make(map[string]*group),
-		namesByPID: make(map[string]string),
 		regs:       make(map[string]*Registration),
 		tokens:     make(map[wire.Token]*actor.PID),
 		tombstones: tomb,
@@ -72,10 +70,9 @@ func (d *directory) Receive(ctx actor.Context) {
 			m.reply <- len(d.names)
 		}
 	case *actor.Terminated:
-		delete(d.regs, m.Who.Id)
-		if name, ok := d.namesByPID[m.Who.Id]; ok {
-			delete(d.namesByPID, m.Who.Id)
-			d.leave(name, m.Who)
+		if reg, ok := d.regs[m.Who.Id]; ok {
+			delete(d.regs, m.Who.Id)
+			d.leave(reg.Name, m.Who)
 		}
 	}
 }
@@ -143,7 +140,6 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 		d.names[req.Name] = g
 	}
 	g.members = append(g.members, pid)
-	d.namesByPID[pid.Id] = req.Name
 	d.regs[pid.Id] = reg
 	d.engine.log.Info("registered", slog.String("name", req.Name), slog.String("remote", req.ClientAddr),
 		slog.Int("members", len(g.members)))
@@ -151,11 +147,11 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 }
 
 func (d *directory) unregister(ctx actor.Context, pid *actor.PID) {
-	name, ok := d.namesByPID[pid.Id]
+	reg, ok := d.regs[pid.Id]
 	if !ok {
 		return
 	}
-	delete(d.namesByPID, pid.Id)
+	name := reg.Name
 	delete(d.regs, pid.Id)
 	d.leave(name, pid)
 	d.engine.log.Info("unregistered", slog.String("name", name))
@@ -184,7 +180,7 @@ func (d *directory) dial(ctx actor.Context, m *dialMsg) {
 func (d *directory) callback(ctx actor.Context, m *callbackMsg) {
 	pid := d.tokens[m.token]
 	if pid != nil {
-		if _, live := d.namesByPID[pid.Id]; !live {
+		if _, live := d.regs[pid.Id]; !live {
 			// The registration has ended; its pending dials are being
 			// answered 502 and the token is as good as spent.
 			m.reply <- callbackReply{err: refuseUsedToken}

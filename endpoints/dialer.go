@@ -11,16 +11,27 @@ import (
 // RelayDialer dials servers by name through one relay. It is safe for
 // concurrent use; its DialContext fits http.Transport.DialContext.
 type RelayDialer struct {
-	relayAddr  string
 	clientName string
 	opts       options
+
+	// Checked once by NewRelayDialer; a failure is returned by every Dial.
+	relay relay
+	err   error
 }
 
 // NewRelayDialer returns a dialer through the relay at relayAddr
 // (host:port, http://host:port or https://host:port), introducing itself
 // as clientName ("" for none). An invalid address is reported by Dial.
 func NewRelayDialer(relayAddr, clientName string, opts ...Option) *RelayDialer {
-	return &RelayDialer{relayAddr: relayAddr, clientName: clientName, opts: buildOptions(opts)}
+	d := &RelayDialer{clientName: clientName, opts: buildOptions(opts)}
+	if clientName != "" {
+		if err := wire.CheckName(clientName); err != nil {
+			d.err = fmt.Errorf("client name: %w", err)
+			return d
+		}
+	}
+	d.relay, d.err = parseRelay(relayAddr)
+	return d
 }
 
 // DialTCP dials the server registered as address through the relay at
@@ -63,15 +74,10 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 	if err := wire.CheckName(name); err != nil {
 		return nil, err
 	}
-	if d.clientName != "" {
-		if err := wire.CheckName(d.clientName); err != nil {
-			return nil, fmt.Errorf("client name: %w", err)
-		}
+	if d.err != nil {
+		return nil, d.err
 	}
-	r, err := parseRelay(d.relayAddr)
-	if err != nil {
-		return nil, err
-	}
+	r := d.relay
 	conn, err := r.connect(ctx, &d.opts, network)
 	if err != nil {
 		return nil, err

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -31,45 +28,8 @@ func TestSIGHUPReloadsAuth(t *testing.T) {
 	if err := os.WriteFile(auth, []byte("register svc "+sha("old")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-listen", "127.0.0.1:0", "-auth-file", auth)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	addrc := make(chan string, 1)
-	reloaded := make(chan struct{}, 1)
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			logs.Write([]byte(line + "\n"))
-			if m := listenLine.FindStringSubmatch(line); m != nil {
-				addrc <- m[1]
-			}
-			if strings.Contains(line, "auth file reloaded") {
-				reloaded <- struct{}{}
-			}
-		}
-	}()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		<-copied // read stderr to its end before Wait closes the pipe
-		cmd.Wait()
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no listen line:\n%s", logs)
-	}
+	p := startRelay(t, bin, "-listen", "127.0.0.1:0", "-auth-file", auth)
+	addr, logs := p.addr, p.logs
 	if strings.Contains(logs.String(), "open mode") {
 		t.Fatalf("warned about open mode with an auth file:\n%s", logs)
 	}
@@ -83,12 +43,8 @@ func TestSIGHUPReloadsAuth(t *testing.T) {
 	if err := os.WriteFile(auth, []byte("register svc "+sha("new")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Process.Signal(syscall.SIGHUP)
-	select {
-	case <-reloaded:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no reload line after SIGHUP:\n%s", logs)
-	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "auth file reloaded", 10*time.Second)
 	var re *endpoints.RelayError
 	if _, err := endpoints.ListenRelay("tcp", "svc", url, endpoints.WithToken("old")); !errors.As(err, &re) || re.Status != 403 {
 		t.Fatalf("old token after reload: %v, want 403", err)

@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -52,42 +52,77 @@ func (s *syncBuffer) String() string {
 
 var listenLine = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
 
-// TestBinaryEndToEnd runs the real binary, dials through it, and stops it
-// with SIGTERM.
-func TestBinaryEndToEnd(t *testing.T) {
-	bin := build(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-listen", "127.0.0.1:0", "-grace", "2s", "-mailbox-pending", "bounded:256")
-	stderr, err := cmd.StderrPipe()
+// relayProcess is the relay binary running under a test.
+type relayProcess struct {
+	cmd    *exec.Cmd
+	addr   string      // the address it listens on, from its log
+	logs   *syncBuffer // its stderr
+	copied chan struct{}
+	done   bool
+}
+
+// startRelay runs bin with args (which must include -listen) and waits,
+// at most 20s, for its listen line. The process is killed in cleanup if
+// the test did not stop it.
+func startRelay(t *testing.T, bin string, args ...string) *relayProcess {
+	t.Helper()
+	p := &relayProcess{cmd: exec.Command(bin, args...), logs: &syncBuffer{}, copied: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	t.Cleanup(func() { p.stop(syscall.SIGKILL) })
 	addrc := make(chan string, 1)
-	copied := make(chan struct{})
 	go func() {
-		defer close(copied)
+		defer close(p.copied)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			logs.Write([]byte(line + "\n"))
+			p.logs.Write([]byte(line + "\n"))
 			if m := listenLine.FindStringSubmatch(line); m != nil {
 				addrc <- m[1]
 			}
 		}
 	}()
-	var addr string
 	select {
-	case addr = <-addrc:
+	case p.addr = <-addrc:
 	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("no listen line; logs:\n%s", logs)
+		t.Fatalf("no listen line; logs:\n%s", p.logs)
 	}
+	return p
+}
+
+// stop signals the process and returns how it exited. It reads stderr to
+// its end before Wait, which closes the pipe and would drop the last
+// lines. Only the first call signals and waits.
+func (p *relayProcess) stop(sig os.Signal) error {
+	if p.done {
+		return nil
+	}
+	p.done = true
+	p.cmd.Process.Signal(sig)
+	<-p.copied
+	return p.cmd.Wait()
+}
+
+// waitLog waits, at most d, for a log line containing s.
+func (p *relayProcess) waitLog(t *testing.T, s string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !strings.Contains(p.logs.String(), s); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q within %v:\n%s", s, d, p.logs)
+		}
+	}
+}
+
+// TestBinaryEndToEnd runs the real binary, dials through it, and stops it
+// with SIGTERM.
+func TestBinaryEndToEnd(t *testing.T) {
+	p := startRelay(t, build(t), "-listen", "127.0.0.1:0", "-grace", "2s", "-mailbox-pending", "bounded:256")
+	addr, logs := p.addr, p.logs
 
 	ln, err := endpoints.ListenRelay("tcp", "e2e", "http://"+addr)
 	if err != nil {
@@ -121,13 +156,7 @@ func TestBinaryEndToEnd(t *testing.T) {
 	ln.Close()
 	<-served
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	// Read stderr to its end before Wait, which closes the pipe and would
-	// drop the last lines.
-	<-copied
-	if err := cmd.Wait(); err != nil {
+	if err := p.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("exit after SIGTERM: %v; logs:\n%s", err, logs)
 	}
 	out := logs.String()
