@@ -16,19 +16,79 @@ import (
 var copyPool bytebufferpool.Pool
 
 // copyStream copies head and then src to dst until src ends, and returns
-// the bytes written to dst. When both ends are raw *net.TCPConn, io.Copy
-// reaches (*net.TCPConn).ReadFrom, which moves the bytes with splice(2) and
-// never through user space. Any wrapper (TLS to the relay, a counting
-// conn) takes the pooled-buffer path instead, with a buffer of bufSize.
+// the bytes written to dst. When both ends are raw *net.TCPConn the bytes
+// move with splice(2) and never through user space (see spliceLoop); any
+// wrapper (TLS to the relay, a counting conn) takes the pooled-buffer path
+// instead, with a buffer of bufSize.
 func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
 	n, err := writeHead(dst, head)
 	if err != nil {
 		return n, err
 	}
+	if d, s, ok := spliceable(dst, src); ok {
+		return spliceLoop(d, s, n, nil)
+	}
 	bb := copyBuffer(dst, src, bufSize)
 	defer releaseBuffer(bb)
 	m, err := copyOnce(dst, src, bb)
 	return n + m, err
+}
+
+// spliceLoop copies src to dst with splice(2), one burst at a time, and
+// returns n plus the bytes it moved. Go's splice path holds a pipe pair
+// (two fds and up to 1 MiB of kernel memory) for as long as one ReadFrom
+// runs, and a plain io.Copy runs for the pair's whole life: an idle pair
+// would hold six fds. So spliceLoop waits for src to be readable without a
+// pipe (queued), then splices exactly the bytes queued, which never waits
+// on src, and the pipe goes back to Go's pool between bursts. An idle pair
+// holds its two sockets only.
+//
+// With l, it enforces the pair's limits as copyLimited does.
+func spliceLoop(dst, src *net.TCPConn, n int64, l *limits) (int64, error) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		return n, err
+	}
+	for {
+		if err := l.arm(src); err != nil {
+			return n, err
+		}
+		avail, err := queued(rc)
+		if err == nil && avail == 0 {
+			return n, nil // src ended cleanly
+		}
+		if err == nil && l != nil && l.maxBytes > 0 {
+			if n >= l.maxBytes {
+				// The limit is reached and more bytes came: the next
+				// one breaks it, and is not forwarded.
+				return n, errTooMuch
+			}
+			avail = min(avail, l.maxBytes-n)
+		}
+		if err == nil {
+			var m int64
+			m, err = dst.ReadFrom(&io.LimitedReader{R: src, N: avail})
+			n += m
+			l.moved(m)
+		}
+		if err != nil {
+			if l.stillActive(err) {
+				continue
+			}
+			if l != nil && errors.Is(err, os.ErrDeadlineExceeded) && l.idle > 0 && !l.stopped.Load() {
+				return n, errIdle
+			}
+			return n, err
+		}
+	}
+}
+
+// spliceable returns dst and src as raw TCP conns when a copy between them
+// can splice.
+func spliceable(dst, src net.Conn) (*net.TCPConn, *net.TCPConn, bool) {
+	d, dok := dst.(*net.TCPConn)
+	s, sok := src.(*net.TCPConn)
+	return d, s, dok && sok && spliceSupported
 }
 
 // writeHead writes the bytes that arrived behind a request, before
@@ -72,46 +132,76 @@ func copyOnce(dst net.Conn, src io.Reader, bb *bytebufferpool.ByteBuffer) (int64
 	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, bb.B)
 }
 
-// chunk is the most a limited pump copies per call when the pair has an
-// idle timeout or a byte limit: small enough to notice activity and limits
-// promptly, large enough that splice(2) still moves bytes in bulk.
+// chunk is the most the buffered path of a limited pump copies per call:
+// small enough to notice activity and limits promptly.
 const chunk = 1 << 20
 
 // errIdle and errTooMuch end a pump that hit a pair limit.
 var (
 	errIdle    = errors.New("actors: pair idle")
 	errTooMuch = errors.New("actors: pair byte limit")
+	errAborted = errors.New("actors: pair aborted")
 )
 
 // limits are a pair's per-direction limits and the activity clock the two
-// pumps share.
+// pumps share. Its methods accept a nil receiver: a pair without limits.
 type limits struct {
 	idle     time.Duration
 	maxBytes int64
 	active   atomic.Int64 // unix nanos of the last byte moved either way
+	stopped  atomic.Bool  // the pair is aborting: no deadline may be pushed out again
 }
 
-// copyLimited copies src to dst like copyStream, in chunks, enforcing l: it
-// returns errIdle when neither direction moved a byte for l.idle, and
-// errTooMuch once this direction has carried l.maxBytes. Each chunk still
-// takes the splice path when both ends are raw TCP.
+// arm sets src's read deadline for the next wait: each wait wakes at least
+// every quarter of the idle timeout, so bytes moving mid-burst are recorded
+// in active well before the other direction could judge the pair idle. It
+// fails once the pair is aborting, whose past deadline arm must not undo.
+func (l *limits) arm(src net.Conn) error {
+	if l == nil || l.idle <= 0 {
+		return nil
+	}
+	_ = src.SetReadDeadline(time.Now().Add(l.idle / 4))
+	if l.stopped.Load() {
+		return errAborted
+	}
+	return nil
+}
+
+// moved records m bytes moved.
+func (l *limits) moved(m int64) {
+	if l != nil && m > 0 {
+		l.active.Store(time.Now().UnixNano())
+	}
+}
+
+// stillActive reports whether err is only arm's deadline passing while the
+// pair is busy: one direction or the other moved bytes within the idle
+// timeout, and the pair is not aborting.
+func (l *limits) stillActive(err error) bool {
+	if l == nil || l.idle <= 0 || l.stopped.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	return time.Since(time.Unix(0, l.active.Load())) < l.idle
+}
+
+// copyLimited copies src to dst like copyStream, enforcing l: it returns
+// errIdle when neither direction moved a byte for l.idle, and errTooMuch
+// once this direction has carried l.maxBytes and more comes. Raw TCP ends
+// still splice.
 func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64, error) {
 	n, err := writeHead(dst, head)
 	if err != nil {
 		return n, err
 	}
-	if n > 0 {
-		l.active.Store(time.Now().UnixNano())
+	l.moved(n)
+	if d, s, ok := spliceable(dst, src); ok {
+		return spliceLoop(d, s, n, l)
 	}
 	buf := copyBuffer(dst, src, bufSize)
 	defer releaseBuffer(buf)
-	// Each read wakes at least every quarter of the idle timeout, so bytes
-	// moving mid-chunk are recorded in active well before the other
-	// direction could judge the pair idle.
-	window := l.idle / 4
 	for {
-		if l.idle > 0 {
-			_ = src.SetReadDeadline(time.Now().Add(window))
+		if err := l.arm(src); err != nil {
+			return n, err
 		}
 		var m int64
 		var err error
@@ -134,9 +224,7 @@ func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64,
 			}
 			m, err = copyOnce(dst, &io.LimitedReader{R: src, N: want}, buf)
 			n += m
-			if m > 0 {
-				l.active.Store(time.Now().UnixNano())
-			}
+			l.moved(m)
 			if err == nil {
 				if m < want {
 					return n, nil // src ended cleanly
@@ -144,10 +232,10 @@ func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64,
 				continue
 			}
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && l.idle > 0 {
-			if time.Since(time.Unix(0, l.active.Load())) < l.idle {
-				continue // one direction or the other moved lately
-			}
+		if l.stillActive(err) {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && l.idle > 0 && !l.stopped.Load() {
 			return n, errIdle
 		}
 		return n, err

@@ -147,6 +147,9 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 // pumps close the conns when both have returned. It never blocks.
 func (pa *pair) abort() {
 	pa.aborted.Store(true)
+	if pa.limits != nil {
+		pa.limits.stopped.Store(true) // before the deadlines: see limits.arm
+	}
 	past := time.Unix(1, 0)
 	pa.client.SetDeadline(past)
 	pa.server.SetDeadline(past)

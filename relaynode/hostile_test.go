@@ -16,9 +16,6 @@ package relaynode_test
 // connections, 5,000 registrations, 5,000 dials, 2,000 idle pairs):
 //
 //	go test ./relaynode -run 'S6|S7|D[1-6]' -hostile.full -v
-//
-// A check of a known relay bug is skipped with "BUG: ..."; -hostile.bugs
-// runs it, and it fails.
 
 import (
 	"bufio"
@@ -47,10 +44,7 @@ import (
 	"github.com/clusterlink-relay/relay/wire"
 )
 
-var (
-	hostileFull = flag.Bool("hostile.full", false, "run hostile-input checks at full size")
-	hostileBugs = flag.Bool("hostile.bugs", false, "run hostile-input checks of known relay bugs (they fail)")
-)
+var hostileFull = flag.Bool("hostile.full", false, "run hostile-input checks at full size")
 
 // hostileSize returns full under -hostile.full (without -short), scaled
 // otherwise.
@@ -59,15 +53,6 @@ func hostileSize(full, scaled int) int {
 		return full
 	}
 	return scaled
-}
-
-// hostileKnownBug skips the calling check, which fails for the reason in
-// bug, unless -hostile.bugs is set.
-func hostileKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if !*hostileBugs {
-		t.Skip("BUG: " + bug + " (run with -hostile.bugs to see it fail)")
-	}
 }
 
 // Request headers that ask for the relay's raw protocol.
@@ -1515,10 +1500,6 @@ func TestD6IdlePairs(t *testing.T) {
 		}
 		t.Run("no pipes while idle", func(t *testing.T) {
 			if fdPer > 4.05 {
-				hostileKnownBug(t, fmt.Sprintf("an idle spliced pair holds splice pipes: %.2f fds per pair in-process "+
-					"where its 4 sockets are all there should be (DESIGN.md §5: wait for readability before taking "+
-					"a pipe, so idle pairs hold only their 2 sockets); actors/copy.go calls io.Copy at once, so Go's "+
-					"splice takes a 2-fd pipe per direction for the pair's whole life", fdPer))
 				t.Errorf("%.2f fds per idle pair, want 4 (its sockets)", fdPer)
 			}
 		})
