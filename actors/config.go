@@ -142,6 +142,10 @@ type Config struct {
 	// MaxPendingPerName bounds the dials waiting on one registration.
 	// Default 1024.
 	MaxPendingPerName int
+	// MaxParked caps the callbacks one registration may keep parked in its
+	// warm pool; parks beyond it get 429. Default 16; -1 turns the warm
+	// pool off (every park gets 429).
+	MaxParked int
 	// Tombstones is the number of used tokens remembered so that replays
 	// get 410 rather than 404 (after eviction a replay still gets 404, never
 	// a connection). Default 4096: a 5-minute soak with 65536 showed the
@@ -181,6 +185,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPendingPerName == 0 {
 		c.MaxPendingPerName = 1024
 	}
+	if c.MaxParked == 0 {
+		c.MaxParked = 16
+	}
 	if c.Tombstones == 0 {
 		c.Tombstones = 4096
 	}
@@ -211,6 +218,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPendingPerName < 0 {
 		errs = append(errs, fmt.Errorf("actors: MaxPendingPerName %d is negative", c.MaxPendingPerName))
+	}
+	if c.MaxParked < -1 || c.MaxParked > 1024 {
+		errs = append(errs, fmt.Errorf("actors: MaxParked %d out of range [-1, 1024]", c.MaxParked))
 	}
 	if c.PairIdleTimeout < 0 || c.PairMaxDuration < 0 || c.PairMaxBytes < 0 {
 		errs = append(errs, errors.New("actors: pair limits must not be negative"))

@@ -50,6 +50,8 @@ func (d *directory) Receive(ctx actor.Context) {
 		d.dial(ctx, m)
 	case *callbackMsg:
 		d.callback(ctx, m)
+	case *parkMsg:
+		d.park(ctx, m)
 	case *tokenDoneMsg:
 		delete(d.tokens, m.token)
 		d.tombstones.Add(m.token, struct{}{})

@@ -17,10 +17,16 @@ type listener struct {
 	pending map[wire.Token]*actor.PID
 	closed  bool // the registration has ended; done is closed
 	drained bool // drained is closed
+
+	// The warm pool: callbacks parked, oldest first, and the connect
+	// events of dials handed to them, kept until the dial is answered so
+	// that a dial a parked callback gives back can still be sent.
+	parked []*Parked
+	warm   map[wire.Token]wire.ConnectEvent
 }
 
 func newListener(e *Engine, reg *Registration) *listener {
-	return &listener{engine: e, reg: reg, pending: make(map[wire.Token]*actor.PID)}
+	return &listener{engine: e, reg: reg, pending: make(map[wire.Token]*actor.PID), warm: make(map[wire.Token]wire.ConnectEvent)}
 }
 
 func (l *listener) Receive(ctx actor.Context) {
@@ -29,13 +35,21 @@ func (l *listener) Receive(ctx actor.Context) {
 		l.dial(ctx, m)
 	case *callbackMsg:
 		l.callback(ctx, m)
+	case *parkMsg:
+		l.park(ctx, m)
+	case *unparkMsg:
+		l.unpark(m.parked)
+	case *parkFailedMsg:
+		l.parkFailed(ctx, m.token)
 	case *pendingDoneMsg:
+		delete(l.warm, m.token)
 		if pid := l.pending[m.token]; pid != nil {
 			delete(l.pending, m.token)
 			l.reg.pending.Store(int64(len(l.pending)))
 			ctx.Poison(pid)
 		}
 	case *drainMsg:
+		l.evictParked()
 		if !l.drained {
 			l.drained = true
 			l.reg.reason = m.reason
@@ -62,6 +76,7 @@ func (l *listener) Receive(ctx actor.Context) {
 
 // close marks the registration ended and tells its stream handler.
 func (l *listener) close() {
+	l.evictParked()
 	if !l.closed {
 		l.closed = true
 		close(l.reg.done)
@@ -81,9 +96,12 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 		refuse(refuseTooManyPending)
 		return
 	}
+	// A parked callback takes the dial at once. Its handler's callback
+	// reaches this actor after the pending child below is spawned.
+	warm := !l.drained && l.wakeParked(m.token)
 	// The listener is the queue's only writer, so room now is room at the
 	// send below.
-	if len(l.reg.events) == cap(l.reg.events) {
+	if !warm && len(l.reg.events) == cap(l.reg.events) {
 		l.engine.stats.queueFull.Add(1)
 		refuse(refuseQueueFull)
 		return
@@ -99,6 +117,7 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 		clientName:   m.clientName,
 		clientAddr:   m.clientAddr,
 		dialed:       now,
+		warm:         warm,
 		deadline:     deadline,
 		outcome:      pd.outcome,
 	}
@@ -110,13 +129,18 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 	l.pending[m.token] = pid
 	l.reg.pending.Store(int64(len(l.pending)))
 	tok := m.token.String()
-	l.enqueue(Event{Type: wire.EventConnect, Connect: wire.ConnectEvent{
+	ev := wire.ConnectEvent{
 		Token:             tok,
 		Client:            m.clientName,
 		ClientAddr:        m.clientAddr,
 		Callback:          wire.PathAccept + tok,
 		DeadlineUnixMilli: deadline.UnixMilli(),
-	}})
+	}
+	if warm {
+		l.warm[m.token] = ev
+	} else {
+		l.enqueue(Event{Type: wire.EventConnect, Connect: ev})
+	}
 	m.reply <- dialReply{pending: pd}
 }
 

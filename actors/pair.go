@@ -58,7 +58,11 @@ func (pa *pair) Receive(ctx actor.Context) {
 		pa.started = time.Now()
 		p := pa.pairing
 		pa.engine.stats.spliced.Add(1)
-		pa.engine.stats.spliceLatency.observe(time.Since(p.dialed))
+		if p.warm {
+			pa.engine.stats.spliceLatencyWarm.observe(time.Since(p.dialed))
+		} else {
+			pa.engine.stats.spliceLatency.observe(time.Since(p.dialed))
+		}
 		p.reg.pairs.Add(1)
 		self := ctx.Self()
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {

@@ -32,6 +32,7 @@ type Pairing struct {
 	engine *Engine
 	reg    *Registration
 	dialed time.Time // when the client's dial reached the listener
+	warm   bool      // the callback was parked (set before the pairing is shared)
 
 	mu     sync.Mutex // guards the following
 	conns  [2]net.Conn

@@ -75,6 +75,7 @@ type pending struct {
 	clientName   string
 	clientAddr   string
 	dialed       time.Time
+	warm         bool // handed to a parked callback
 	deadline     time.Time
 	outcome      chan Outcome // capacity 1; written once
 
@@ -93,6 +94,7 @@ func (p *pending) Receive(ctx actor.Context) {
 			return
 		}
 		pr := newPairing(p.engine, p.registration, p.clientName, p.clientAddr, p.dialed)
+		pr.warm = p.warm
 		p.finish(ctx, Outcome{Pairing: pr})
 		m.reply <- callbackReply{pairing: pr}
 	case *expireMsg:
@@ -102,6 +104,8 @@ func (p *pending) Receive(ctx actor.Context) {
 		p.finish(ctx, Outcome{Err: refuseTimeout})
 	case *cancelMsg:
 		p.finish(ctx, Outcome{Err: refuseCancelled})
+	case *failMsg:
+		p.finish(ctx, Outcome{Err: m.err})
 	case *actor.Stopping:
 		p.timer.Stop()
 		if !p.sent {

@@ -55,6 +55,10 @@ type stats struct {
 	pairsCut       [numCuts]atomic.Int64
 	bytes          [2]atomic.Int64
 	spliceLatency  histogram // from a dial reaching its listener to the start of its pair
+	// spliceLatencyWarm is spliceLatency for dials handed to a parked
+	// callback.
+	spliceLatencyWarm histogram
+	parked            atomic.Int64 // callbacks in warm pools
 }
 
 func (s *stats) started(k Kind) { s.live[k].Add(1) }
@@ -155,8 +159,14 @@ type Stats struct {
 	BytesToServer int64
 	BytesToClient int64
 	// SpliceLatency is the time from a dial reaching its registration to
-	// the start of its pair, over LatencyBuckets.
+	// the start of its pair, over LatencyBuckets, for dials served by a
+	// callback answering a connect event (cold).
 	SpliceLatency Histogram
+	// SpliceLatencyWarm is the same for dials handed to a parked callback
+	// (warm pool).
+	SpliceLatencyWarm Histogram
+	// Parked is the number of callbacks parked in warm pools.
+	Parked int64
 }
 
 func (s *stats) snapshot() Stats {
@@ -177,5 +187,7 @@ func (s *stats) snapshot() Stats {
 	out.BytesToServer = s.bytes[toServer].Load()
 	out.BytesToClient = s.bytes[toClient].Load()
 	out.SpliceLatency = s.spliceLatency.snapshot()
+	out.SpliceLatencyWarm = s.spliceLatencyWarm.snapshot()
+	out.Parked = s.parked.Load()
 	return out
 }

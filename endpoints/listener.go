@@ -97,6 +97,7 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string) (*lis
 	l.mu.Unlock()
 	l.wg.Add(1)
 	go l.run(st)
+	l.startParking(st)
 	return l, nil
 }
 
@@ -113,11 +114,14 @@ type ListenerState struct {
 	LastError error
 }
 
-// stream is one registration: its socket and event reader.
+// stream is one registration: its socket and event reader, and the
+// context of its parked callbacks (WithWarmPool), cancelled when it ends.
 type stream struct {
-	conn  *idleConn
-	sse   *wire.Reader
-	regID string
+	conn     *idleConn
+	sse      *wire.Reader
+	regID    string
+	parkCtx  context.Context
+	stopPark context.CancelFunc
 }
 
 // listener is a registration on a relay, kept alive across stream losses.
@@ -188,7 +192,8 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 	idle := 3 * ready.Heartbeat()
 	conn.idle.Store(int64(idle))
 	_ = conn.SetReadDeadline(time.Now().Add(idle))
-	return &stream{conn: conn, sse: sse, regID: ready.Registration}, nil
+	parkCtx, stopPark := context.WithCancel(l.ctx)
+	return &stream{conn: conn, sse: sse, regID: ready.Registration, parkCtx: parkCtx, stopPark: stopPark}, nil
 }
 
 // run reads the stream's events and, when it ends, registers again until
@@ -198,6 +203,7 @@ func (l *listener) run(st *stream) {
 	backoff := l.opts.backoffMin
 	for {
 		err := l.readEvents(st)
+		st.stopPark()
 		st.conn.Close()
 		if l.ctx.Err() != nil {
 			return
@@ -236,6 +242,7 @@ func (l *listener) run(st *stream) {
 		}
 		l.cur = st
 		l.mu.Unlock()
+		l.startParking(st)
 		l.setState(true, nil, true)
 	}
 }
@@ -416,11 +423,19 @@ func (l *listener) callback(ce wire.ConnectEvent, regID string) {
 func (l *listener) dialCallback(ce wire.ConnectEvent, regID string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
 	defer cancel()
+	return l.serverConn(ctx, "accept", ce.Callback, regID)
+}
+
+// serverConn makes one server-side connection through the relay: a new
+// connection, a callback request (accept or park) on path with the
+// registration id, and its 101, which carries the client's name and
+// address. ctx bounds it all.
+func (l *listener) serverConn(ctx context.Context, op, path, regID string) (*Conn, error) {
 	conn, err := l.relay.connect(ctx, &l.opts, l.network)
 	if err != nil {
 		return nil, err
 	}
-	resp, br, err := exchange(ctx, conn, l.relay, "accept", "", ce.Callback,
+	resp, br, err := exchange(ctx, conn, l.relay, op, l.name, path,
 		upgradeHeaders(wire.HeaderRegistration, regID), http.StatusSwitchingProtocols)
 	if err != nil {
 		conn.Close()
@@ -451,4 +466,57 @@ func (c *idleConn) Read(p []byte) (int, error) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(d))
 	}
 	return c.Conn.Read(p)
+}
+
+// startParking keeps opts.warmPool callbacks parked at the relay for st's
+// registration until st ends (WithWarmPool).
+func (l *listener) startParking(st *stream) {
+	for range l.opts.warmPool {
+		l.wg.Add(1)
+		go l.parker(st)
+	}
+}
+
+// parker keeps one callback parked for st's registration: it parks, hands
+// the connection a dial brings to Accept, and parks again, until st ends.
+// A park the relay times out (204) or whose dial ended meanwhile (410) is
+// renewed at once; a refusal for lack of room (429: the relay's per-
+// registration cap is below the pool size; 503) or a failed connection is
+// retried with the listener's backoff; an unknown registration (404) means
+// st has ended, and the next stream starts new parkers.
+func (l *listener) parker(st *stream) {
+	defer l.wg.Done()
+	backoff := l.opts.backoffMin
+	for st.parkCtx.Err() == nil {
+		c, err := l.serverConn(st.parkCtx, "park", wire.PathPark+l.name, st.regID)
+		if err == nil {
+			backoff = l.opts.backoffMin
+			select {
+			case l.accepted <- c:
+			case <-l.closed:
+				c.Close()
+				return
+			}
+			continue
+		}
+		if st.parkCtx.Err() != nil {
+			return
+		}
+		var re *RelayError
+		if errors.As(err, &re) {
+			switch re.Status {
+			case http.StatusNoContent, http.StatusGone:
+				continue
+			case http.StatusNotFound:
+				return
+			}
+		}
+		l.opts.logger.Debug("park failed", slog.String("name", l.name), slog.Any("err", err))
+		select {
+		case <-time.After(jitter(backoff)):
+		case <-st.parkCtx.Done():
+			return
+		}
+		backoff = min(2*backoff, l.opts.backoffMax)
+	}
 }

@@ -23,6 +23,7 @@ type options struct {
 	onState         func(ListenerState)
 	token           string // bearer token for registrations
 	dialToken       string // bearer token for dials
+	warmPool        int    // callbacks kept parked at the relay
 }
 
 func buildOptions(opts []Option) options {
@@ -106,6 +107,17 @@ func WithStateFunc(f func(ListenerState)) Option {
 // relay refuses with 401; with a token not granted the name, 403.
 func WithToken(token string) Option {
 	return func(o *options) { o.token = token }
+}
+
+// WithWarmPool keeps k callbacks parked at the relay (POST /v1/park), so
+// that a dial finding one is spliced at once, without the round trip of a
+// connect event and a callback; the listener parks a new one each time one
+// is used. The relay caps k per registration (its park limit) and refuses
+// parks beyond it; k <= 0, the default, parks nothing. Parked callbacks do
+// not change what Accept returns: the same conns, with the same client
+// address and name.
+func WithWarmPool(k int) Option {
+	return func(o *options) { o.warmPool = max(k, 0) }
 }
 
 // WithDialToken sets the bearer token a dialer presents to dial a name

@@ -52,6 +52,15 @@ type Config struct {
 	// MaxPendingPerName bounds the dials waiting on one registration; the
 	// excess gets 503. Default 1024.
 	MaxPendingPerName int
+	// MaxParked caps the callbacks one registration may keep parked in its
+	// warm pool (POST /v1/park); parks beyond it get 429. Parked callbacks
+	// also count against MaxPending: a park is refused 503 once parked
+	// callbacks and pending dials together reach it. Default 16; -1 turns
+	// the warm pool off.
+	MaxParked int
+	// ParkTimeout is how long a parked callback is held without a dial
+	// before it is answered 204 and parks again. Default 30s.
+	ParkTimeout time.Duration
 	// Mailboxes sets each actor kind's mailbox; zero fields take
 	// actors.DefaultMailboxes. See docs/TUNING.md.
 	Mailboxes actors.Mailboxes
@@ -157,6 +166,9 @@ func (c *Config) setDefaults() {
 	if c.UpgradeWriteTimeout == 0 {
 		c.UpgradeWriteTimeout = 5 * time.Second
 	}
+	if c.ParkTimeout == 0 {
+		c.ParkTimeout = 30 * time.Second
+	}
 	if c.StreamSendBuffer == 0 {
 		c.StreamSendBuffer = 32 << 10
 	}
@@ -198,7 +210,7 @@ func (c *Config) Validate() error {
 	}{
 		{"Heartbeat", c.Heartbeat}, {"EventWriteTimeout", c.EventWriteTimeout},
 		{"CallbackTimeout", c.CallbackTimeout}, {"ReadHeaderTimeout", c.ReadHeaderTimeout},
-		{"UpgradeWriteTimeout", c.UpgradeWriteTimeout},
+		{"UpgradeWriteTimeout", c.UpgradeWriteTimeout}, {"ParkTimeout", c.ParkTimeout},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("relaynode: %s %v is negative", d.name, d.v))
@@ -263,6 +275,7 @@ func (c *Config) engineConfig() actors.Config {
 		EventQueue:        c.EventQueue,
 		CallbackTimeout:   c.CallbackTimeout,
 		MaxPendingPerName: c.MaxPendingPerName,
+		MaxParked:         c.MaxParked,
 		CopyBuffer:        c.CopyBuffer,
 		Tombstones:        c.Tombstones,
 		PairIdleTimeout:   c.PairIdleTimeout,

@@ -247,6 +247,70 @@ func (n *Node) serveAccept(w http.ResponseWriter, r *http.Request, tokenText str
 	n.upgrade(w, p, actors.Server, extra)
 }
 
+// servePark holds a parked callback of the warm pool until a dial is
+// handed to it (101, as for a callback), ParkTimeout passes (204: park
+// again), or its registration ends (410) or drains (503). A park whose
+// client goes away leaves the pool; a dial handed to it just then is given
+// back and goes to another parked callback or the stream.
+func (n *Node) servePark(w http.ResponseWriter, r *http.Request, name string) {
+	if !isUpgrade(r) {
+		refuseNoUpgrade(w)
+		return
+	}
+	regID, err := wire.ParseToken(r.Header.Get(wire.HeaderRegistration))
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "missing or malformed "+wire.HeaderRegistration)
+		return
+	}
+	if rf := n.edge.admitPark(n.engine); rf != nil {
+		refuseErr(w, rf)
+		return
+	}
+	p, err := n.engine.Park(r.Context(), name, regID)
+	if err != nil {
+		refuseErr(w, err)
+		return
+	}
+	timer := time.NewTimer(n.cfg.ParkTimeout)
+	defer timer.Stop()
+	reg := p.Registration
+	select {
+	case <-p.Woken():
+	case <-r.Context().Done():
+		if !p.Leave() {
+			p.Fail() // woken just now: the dial goes elsewhere
+		}
+		return
+	case <-timer.C:
+		if p.Leave() {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	case <-reg.Done():
+		if p.Leave() {
+			refuse(w, http.StatusGone, "registration ended")
+			return
+		}
+	case <-reg.Drained():
+		if p.Leave() {
+			refuse(w, http.StatusServiceUnavailable, "relay draining")
+			return
+		}
+	}
+	// A dial was handed over, perhaps while the handler was leaving.
+	if r.Context().Err() != nil {
+		p.Fail()
+		return
+	}
+	pr, err := n.engine.Callback(r.Context(), p.Token(), regID)
+	if err != nil {
+		// The dial ended meanwhile (cancelled, timed out): park again.
+		refuseErr(w, err)
+		return
+	}
+	n.upgrade(w, pr, actors.Server, []string{wire.HeaderClientName, pr.ClientName, wire.HeaderClientAddr, pr.ClientAddr})
+}
+
 // clientAddr returns the address of the client behind r: the TCP peer, or,
 // when the peer is a trusted proxy, the rightmost untrusted address of
 // X-Forwarded-For (with port 0: a proxy does not pass the port on).

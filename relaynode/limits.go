@@ -44,6 +44,7 @@ var (
 	refuseTooManyPairs     = &actors.Refusal{Status: http.StatusServiceUnavailable, Reason: "too many live connections"}
 	refuseDialRate         = &actors.Refusal{Status: http.StatusTooManyRequests, Reason: "dial rate limit"}
 	refuseUnknownNameCache = &actors.Refusal{Status: http.StatusNotFound, Reason: "unknown name"}
+	refuseTooManyParked    = &actors.Refusal{Status: http.StatusServiceUnavailable, Reason: "too many parked callbacks"}
 )
 
 // ipOf returns the IP of a host:port, or the zero Addr.
@@ -107,6 +108,15 @@ func (e *edge) admitDial(ip netip.Addr, name string, engine *actors.Engine) *act
 
 // unknownName remembers that name was not registered, for the negative
 // cache's TTL.
+// admitPark checks the overall cap a parked callback counts against: parked
+// callbacks and pending dials together stay within MaxPending.
+func (e *edge) admitPark(engine *actors.Engine) *actors.Refusal {
+	if engine.Live(actors.KindPending)+engine.Parked() >= int64(e.cfg.MaxPending) {
+		return refuseTooManyParked
+	}
+	return nil
+}
+
 func (e *edge) unknownName(name string) {
 	if e.cfg.NegativeCacheTTL > 0 {
 		e.unknown.Add(name, time.Now().Add(e.cfg.NegativeCacheTTL))

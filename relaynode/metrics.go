@@ -21,7 +21,7 @@ type collector struct {
 	splice                                 *prometheus.Desc
 	queueMax, queued, queueByName          *prometheus.Desc
 	actorsLive, actorMessages, actorQueued *prometheus.Desc
-	pairsCut, uptime                       *prometheus.Desc
+	pairsCut, uptime, parked               *prometheus.Desc
 }
 
 func newCollector(n *Node, perName bool) *collector {
@@ -34,6 +34,7 @@ func newCollector(n *Node, perName bool) *collector {
 		registrations: d("relay_registrations", "Live registrations (listen streams): group members, summed over names."),
 		names:         d("relay_names", "Registered names (groups of one or more registrations)."),
 		pending:       d("relay_pending_dials", "Dials waiting for their server's callback."),
+		parked:        d("relay_parked_callbacks", "Callbacks parked in warm pools, waiting for a dial."),
 		pairs:         d("relay_pairs", "Live spliced pairs."),
 		bytes:         d("relay_relayed_bytes_total", "Bytes relayed, by direction.", "direction"),
 		dials:         d("relay_dials_total", "Dials answered, by outcome.", "outcome"),
@@ -52,7 +53,7 @@ func newCollector(n *Node, perName bool) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.refusals,
-		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime} {
+		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked} {
 		ch <- d
 	}
 }
@@ -68,6 +69,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.registrations, float64(st.Kinds[actors.KindListener].Live))
 	gauge(c.pending, float64(st.Kinds[actors.KindPending].Live))
 	gauge(c.pairs, float64(st.Kinds[actors.KindPair].Live))
+	gauge(c.parked, float64(st.Parked))
 	counter(c.bytes, float64(st.BytesToServer), "to_server")
 	counter(c.bytes, float64(st.BytesToClient), "to_client")
 	for o, v := range c.n.counters.dialCounts() {
@@ -76,14 +78,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range c.n.counters.refusalList() {
 		counter(c.refusals, float64(r.Count), r.Route, strconv.Itoa(r.Status), r.Reason)
 	}
-	buckets := make(map[float64]uint64, len(actors.LatencyBuckets))
-	var cum uint64
-	for i, ub := range actors.LatencyBuckets {
-		cum += st.SpliceLatency.Counts[i]
-		buckets[ub] = cum
+	for path, h := range map[string]actors.Histogram{"cold": st.SpliceLatency, "warm": st.SpliceLatencyWarm} {
+		buckets := make(map[float64]uint64, len(actors.LatencyBuckets))
+		var cum uint64
+		for i, ub := range actors.LatencyBuckets {
+			cum += h.Counts[i]
+			buckets[ub] = cum
+		}
+		cum += h.Counts[len(actors.LatencyBuckets)]
+		ch <- prometheus.MustNewConstHistogram(c.splice, cum, h.Sum.Seconds(), buckets, path)
 	}
-	cum += st.SpliceLatency.Counts[len(actors.LatencyBuckets)]
-	ch <- prometheus.MustNewConstHistogram(c.splice, cum, st.SpliceLatency.Sum.Seconds(), buckets, "cold")
 	for k := actors.KindDirectory; k <= actors.KindPair; k++ {
 		ks := st.Kinds[k]
 		gauge(c.actorsLive, float64(ks.Live), k.String())

@@ -138,6 +138,8 @@ func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		n.serveDial(w, r, arg)
 	case wire.RouteAccept:
 		n.serveAccept(w, r, arg)
+	case wire.RoutePark:
+		n.servePark(w, r, arg)
 	}
 }
 

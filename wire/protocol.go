@@ -10,7 +10,7 @@ import (
 const ProtocolVersion = 1
 
 // Routes. Each is a prefix followed by exactly one path segment: a name for
-// listen and dial, a token for accept. All use the POST method.
+// listen, dial and park, a token for accept. All use the POST method.
 const (
 	// PathListen is the registration route: POST /v1/listen/{name}.
 	// Success: 200 with Content-Type text/event-stream, held open.
@@ -22,6 +22,12 @@ const (
 	// with the Upgrade headers and HeaderRegistration. Success: 101, then
 	// raw bytes.
 	PathAccept = "/v1/accept/"
+	// PathPark is the warm pool's route: POST /v1/park/{name}, with the
+	// Upgrade headers and HeaderRegistration. The relay holds the request
+	// until a dial is handed to it, then answers 101 with HeaderClientName
+	// and HeaderClientAddr, then raw bytes; 204 when ParkTimeout passes
+	// first (park again, on the same connection if you like).
+	PathPark = "/v1/park/"
 )
 
 // Headers.
@@ -30,14 +36,15 @@ const (
 	// requests and on their 101 responses.
 	UpgradeProtocol = "clusterlink-relay/1"
 	// HeaderClientName carries the dialing client's self-chosen name: on
-	// the dial request, and on the accept 101 response to the server.
+	// the dial request, and on the accept and park 101 responses to the
+	// server.
 	HeaderClientName = "Relay-Client-Name"
 	// HeaderClientAddr carries the dialing client's address as host:port on
-	// the accept 101 response to the server.
+	// the accept and park 101 responses to the server.
 	HeaderClientAddr = "Relay-Client-Addr"
 	// HeaderRegistration carries a registration id from a ready event. On
-	// accept requests it is required, and binds the callback to its
-	// registration. On a listen request it is optional: it names the
+	// accept and park requests it is required, and binds the callback to
+	// its registration. On a listen request it is optional: it names the
 	// sender's previous registration of the name, which the new one
 	// replaces at once (a reconnect taking its name back).
 	HeaderRegistration = "Relay-Registration"

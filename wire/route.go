@@ -15,6 +15,7 @@ const (
 	RouteListen        // POST PathListen + name
 	RouteDial          // POST PathDial + name
 	RouteAccept        // POST PathAccept + token
+	RoutePark          // POST PathPark + name
 )
 
 // String returns the route's short name, as used in logs and metrics.
@@ -26,6 +27,8 @@ func (r Route) String() string {
 		return "dial"
 	case RouteAccept:
 		return "accept"
+	case RoutePark:
+		return "park"
 	}
 	return "unknown"
 }
@@ -55,6 +58,8 @@ func ParseRoute(method, path string) (Route, string, error) {
 		route, arg = RouteDial, path[len(PathDial):]
 	case strings.HasPrefix(path, PathAccept):
 		route, arg = RouteAccept, path[len(PathAccept):]
+	case strings.HasPrefix(path, PathPark):
+		route, arg = RoutePark, path[len(PathPark):]
 	default:
 		return RouteUnknown, "", &RouteError{http.StatusNotFound, "no such route"}
 	}

@@ -27,6 +27,7 @@ func TestParseRouteValid(t *testing.T) {
 		{"dial", wire.PathDial + "echo.server", wire.RouteDial, "echo.server"},
 		{"dial trailing dot", wire.PathDial + "a.", wire.RouteDial, "a."},
 		{"accept", wire.PathAccept + tok, wire.RouteAccept, tok},
+		{"park", wire.PathPark + "echo", wire.RoutePark, "echo"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +129,7 @@ func TestRouteString(t *testing.T) {
 		{wire.RouteListen, "listen"},
 		{wire.RouteDial, "dial"},
 		{wire.RouteAccept, "accept"},
+		{wire.RoutePark, "park"},
 		{wire.Route(99), "unknown"},
 		{wire.Route(-1), "unknown"},
 	}
@@ -239,11 +241,8 @@ func FuzzParseRoute(f *testing.F) {
 			t.Fatalf("ParseRoute(%q, %q) accepted method %q", method, path, method)
 		}
 		switch route {
-		case wire.RouteListen, wire.RouteDial:
-			prefix := wire.PathListen
-			if route == wire.RouteDial {
-				prefix = wire.PathDial
-			}
+		case wire.RouteListen, wire.RouteDial, wire.RoutePark:
+			prefix := map[wire.Route]string{wire.RouteListen: wire.PathListen, wire.RouteDial: wire.PathDial, wire.RoutePark: wire.PathPark}[route]
 			if path != prefix+arg {
 				t.Fatalf("ParseRoute(%q, %q): path != %q + arg %q", method, path, prefix, arg)
 			}

@@ -80,7 +80,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	trusted := fs.String("trusted-proxies", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed")
 
 	g("limits", "heartbeat", "callback-timeout", "event-write-timeout", "read-header-timeout", "max-header-bytes",
-		"stream-send-buffer", "event-queue", "max-pending-per-name", "max-pending", "max-registrations",
+		"stream-send-buffer", "event-queue", "max-pending-per-name", "max-parked", "park-timeout", "max-pending", "max-registrations",
 		"max-registrations-per-ip", "max-pairs", "dial-rate", "dial-burst", "rate-limit-buckets",
 		"negative-cache-ttl", "negative-cache-size", "tombstones", "pair-idle-timeout", "pair-max-duration", "pair-max-bytes")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of SSE heartbeats on registration streams")
@@ -89,6 +89,8 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "deadline for reading request headers")
 	fs.IntVar(&cfg.EventQueue, "event-queue", 64, "SSE events one registration may have queued; a dial finding it full gets 503")
 	fs.IntVar(&cfg.MaxPendingPerName, "max-pending-per-name", 1024, "dials that may wait on one registration")
+	fs.IntVar(&cfg.MaxParked, "max-parked", 16, "callbacks one registration may keep parked in its warm pool (429 beyond; -1: no warm pool)")
+	fs.DurationVar(&cfg.ParkTimeout, "park-timeout", 30*time.Second, "how long a parked callback waits for a dial before 204 (it parks again)")
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 8<<10, "request header size limit in bytes (431 beyond)")
 	fs.IntVar(&cfg.StreamSendBuffer, "stream-send-buffer", 32<<10, "kernel send buffer of each registration stream, in bytes")
 	fs.IntVar(&cfg.MaxPending, "max-pending", 10000, "dials that may wait for a callback, overall (503 beyond)")
