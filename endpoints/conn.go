@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,58 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// takeHead returns and forgets the bytes that arrived behind the 101.
+func (c *Conn) takeHead() []byte {
+	if !c.hasHead.Load() {
+		return nil
+	}
+	c.mu.Lock()
+	h := c.head
+	c.head = nil
+	c.hasHead.Store(false)
+	c.mu.Unlock()
+	return h
+}
+
+// WriteTo writes the bytes that arrived behind the 101, then everything
+// read from the socket, to w, until EOF. It is what io.Copy(w, c) calls:
+// when w is a TCP socket (or a *Conn over one) and the socket to the relay
+// is TCP, the bytes move with splice(2) instead of through a buffer.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if h := c.takeHead(); len(h) > 0 {
+		m, err := w.Write(h)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	if rc, ok := w.(*Conn); ok {
+		w = rc.Conn // writes to a *Conn go straight to its socket
+	}
+	m, err := io.Copy(w, readerOnly{c.Conn})
+	return n + m, err
+}
+
+// ReadFrom copies r to the socket until EOF. It is what io.Copy(c, r)
+// calls: when r is a TCP socket (or a *Conn over one with no bytes left
+// from its 101) and the socket to the relay is TCP, the bytes move with
+// splice(2).
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rc, ok := r.(*Conn); ok && !rc.hasHead.Load() {
+		r = rc.Conn
+	}
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// readerOnly and writerOnly hide a conn's WriteTo and ReadFrom, so that
+// io.Copy takes the other side's or a buffer without coming back here.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }
 
 // CloseWrite half-closes the connection: the peer reads EOF, and this side
 // can still read.

@@ -82,18 +82,13 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 	if err != nil {
 		return nil, err
 	}
-	resp, br, err := exchange(ctx, conn, r, "dial", name, wire.PathDial+name,
-		upgradeHeaders(wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken)), 101)
+	u, err := upgradeExchange(ctx, conn, r, "dial", name, wire.PathDial+name,
+		upgradeHeaders(wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken)))
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	head, err := checkUpgrade(resp, br)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return newConn(conn, head, nil, name, d.clientName), nil
+	return newConn(conn, u.head, nil, name, d.clientName), nil
 }
 
 // bearerValue returns an Authorization header value for token, or "" (no

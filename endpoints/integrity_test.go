@@ -483,3 +483,92 @@ func testSequentialDials(t *testing.T, tr transport) {
 		t.Errorf("listener Failed() = %d, want 0", f)
 	}
 }
+
+// TestConnCopy checks io.Copy on relayed conns (Conn.WriteTo and
+// ReadFrom, which let it splice): the bytes behind the 101 come first and
+// whole, then the socket's, in both directions, to and from plain TCP
+// and between two relayed conns.
+func TestConnCopy(t *testing.T) {
+	payload := randomBytes(rand.Uint64(), 256<<10)
+
+	t.Run("from-conn-with-head", func(t *testing.T) {
+		// The fake relay writes the payload in the same write as the
+		// 101, so the conn starts with a head.
+		fr := startFakeRelay(t, payload)
+		c, err := endpoints.DialTCP("tcp", serverName, fr.addr, clientName)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		a, b := tcpPipe(t)
+		done := make(chan []byte, 1)
+		go func() {
+			got, _ := io.ReadAll(b)
+			done <- got
+		}()
+		n, err := io.Copy(a, c)
+		a.Close()
+		if err != nil || n != int64(len(payload)) {
+			t.Fatalf("io.Copy(tcp, conn) = %d, %v; want %d, nil", n, err, len(payload))
+		}
+		if got := <-done; !bytes.Equal(got, payload) {
+			t.Fatalf("copied bytes differ at %d", firstDiff(got, payload))
+		}
+	})
+
+	t.Run("to-and-between-relayed", func(t *testing.T) {
+		_, ln, d := newPair(t, tcpTransport)
+		// The server copies the client's bytes back with io.Copy (its
+		// ReadFrom and WriteTo between one conn: an echo).
+		serve(t, ln, func(c net.Conn) {
+			_ = c.SetDeadline(time.Now().Add(ioTimeout))
+			_, _ = io.Copy(c, c)
+		})
+		c, err := d.Dial("tcp", serverName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		src, feed := tcpPipe(t)
+		go func() {
+			feed.Write(payload)
+			feed.Close()
+		}()
+		done := make(chan []byte, 1)
+		go func() {
+			got, _ := io.ReadAll(c)
+			done <- got
+		}()
+		n, err := io.Copy(c, src) // ReadFrom: TCP to relayed
+		if err != nil || n != int64(len(payload)) {
+			t.Fatalf("io.Copy(conn, tcp) = %d, %v", n, err)
+		}
+		c.(closeWriter).CloseWrite()
+		if got := <-done; !bytes.Equal(got, payload) {
+			t.Fatalf("echoed bytes differ at %d (got %d bytes)", firstDiff(got, payload), len(got))
+		}
+	})
+}
+
+// tcpPipe returns the two ends of a loopback TCP connection, closed in
+// cleanup.
+func tcpPipe(t testing.TB) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	a, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a.(*net.TCPConn), b.(*net.TCPConn)
+}

@@ -435,22 +435,16 @@ func (l *listener) serverConn(ctx context.Context, op, path, regID string) (*Con
 	if err != nil {
 		return nil, err
 	}
-	resp, br, err := exchange(ctx, conn, l.relay, op, l.name, path,
-		upgradeHeaders(wire.HeaderRegistration, regID), http.StatusSwitchingProtocols)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	head, err := checkUpgrade(resp, br)
+	u, err := upgradeExchange(ctx, conn, l.relay, op, l.name, path, upgradeHeaders(wire.HeaderRegistration, regID))
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	var remote net.Addr
-	if ap, err := netip.ParseAddrPort(resp.Header.Get(wire.HeaderClientAddr)); err == nil {
+	if ap, err := netip.ParseAddrPort(u.clientAddr); err == nil {
 		remote = net.TCPAddrFromAddrPort(ap)
 	}
-	return newConn(conn, head, remote, l.name, resp.Header.Get(wire.HeaderClientName)), nil
+	return newConn(conn, u.head, remote, l.name, u.clientName), nil
 }
 
 // idleConn is the stream's socket. Once idle is set, every read pushes the

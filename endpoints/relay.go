@@ -2,6 +2,7 @@ package endpoints
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clusterlink-relay/relay/wire"
@@ -105,24 +107,7 @@ func exchange(ctx context.Context, conn net.Conn, r relay, op, name, path string
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	var b strings.Builder
-	b.Grow(256)
-	b.WriteString("POST ")
-	b.WriteString(path)
-	b.WriteString(" HTTP/1.1\r\nHost: ")
-	b.WriteString(r.host)
-	b.WriteString("\r\nContent-Length: 0\r\n")
-	for i := 0; i+1 < len(header); i += 2 {
-		if header[i+1] == "" {
-			continue
-		}
-		b.WriteString(header[i])
-		b.WriteString(": ")
-		b.WriteString(header[i+1])
-		b.WriteString("\r\n")
-	}
-	b.WriteString("\r\n")
-	if _, err := io.WriteString(conn, b.String()); err != nil {
+	if _, err := conn.Write(appendRequest(make([]byte, 0, 256), r, path, header)); err != nil {
 		return nil, nil, ctxErr(ctx, err)
 	}
 	br := bufio.NewReaderSize(conn, 4096)
@@ -143,6 +128,115 @@ func exchange(ctx context.Context, conn net.Conn, r relay, op, name, path string
 	return resp, br, nil
 }
 
+// appendRequest appends a protocol request for path to b: POST, no body,
+// and header's name and value pairs (a pair with an empty value is left
+// out).
+func appendRequest(b []byte, r relay, path string, header []string) []byte {
+	b = append(b, "POST "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, r.host...)
+	b = append(b, "\r\nContent-Length: 0\r\n"...)
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			continue
+		}
+		b = append(b, header[i]...)
+		b = append(b, ": "...)
+		b = append(b, header[i+1]...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// upgraded is what a 101 tells the endpoints.
+type upgraded struct {
+	clientName string // Relay-Client-Name, on callbacks and parks
+	clientAddr string // Relay-Client-Addr, on callbacks and parks
+	head       []byte // bytes that came behind the 101, to be read first
+}
+
+// maxUpgradeHead bounds the head of a 101 the endpoints read.
+const maxUpgradeHead = 16 << 10
+
+// upgradeReaders holds the readers of upgrade exchanges: once a 101 is
+// parsed and the bytes behind it copied out, its reader is free.
+var upgradeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// upgradeExchange is exchange for a request that switches protocols: a dial,
+// a callback or a park. The 101 is parsed here, line by line and bounded
+// (maxUpgradeHead), keeping only the headers the endpoints use; any other
+// answer goes through http.ReadResponse and becomes a *RelayError. ctx
+// bounds it as it bounds exchange.
+func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header []string) (upgraded, error) {
+	var u upgraded
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if _, err := conn.Write(appendRequest(make([]byte, 0, 256), r, path, header)); err != nil {
+		return u, ctxErr(ctx, err)
+	}
+	br := upgradeReaders.Get().(*bufio.Reader)
+	br.Reset(conn)
+	defer func() {
+		br.Reset(nil)
+		upgradeReaders.Put(br)
+	}()
+	const statusLine = "HTTP/1.1 101 "
+	if first, err := br.Peek(len(statusLine)); err != nil {
+		return u, ctxErr(ctx, err)
+	} else if string(first) != statusLine {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return u, ctxErr(ctx, err)
+		}
+		reason, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxReasonLen))
+		resp.Body.Close()
+		return u, &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: strings.TrimSpace(string(reason))}
+	}
+	var upgrade bool
+	for total, first := 0, true; ; first = false {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return u, ctxErr(ctx, fmt.Errorf("%w: reading 101: %v", ErrProtocol, err))
+		}
+		if total += len(line); total > maxUpgradeHead {
+			return u, fmt.Errorf("%w: 101 head over %d bytes", ErrProtocol, maxUpgradeHead)
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if first {
+			continue // the status line, checked above
+		}
+		if len(line) == 0 {
+			break
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(k) == 0 {
+			return u, fmt.Errorf("%w: malformed header line in 101", ErrProtocol)
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Upgrade")):
+			upgrade = bytes.EqualFold(v, []byte(wire.UpgradeProtocol))
+		case bytes.EqualFold(k, []byte(wire.HeaderClientName)):
+			u.clientName = string(v)
+		case bytes.EqualFold(k, []byte(wire.HeaderClientAddr)):
+			u.clientAddr = string(v)
+		}
+	}
+	if !upgrade {
+		return u, fmt.Errorf("%w: 101 without Upgrade: %s", ErrProtocol, wire.UpgradeProtocol)
+	}
+	if n := br.Buffered(); n > 0 {
+		u.head = make([]byte, n)
+		_, _ = io.ReadFull(br, u.head)
+	}
+	if !stop() {
+		return u, ctx.Err()
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return u, nil
+}
+
 // ctxErr prefers the context's error over the I/O error it caused.
 func ctxErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
@@ -154,21 +248,4 @@ func ctxErr(ctx context.Context, err error) error {
 // upgradeHeaders are the headers of dial and accept requests.
 func upgradeHeaders(extra ...string) []string {
 	return append([]string{"Connection", "Upgrade", "Upgrade", wire.UpgradeProtocol}, extra...)
-}
-
-// checkUpgrade checks a 101 answer and returns the bytes that came behind
-// it, to be read before the socket's.
-func checkUpgrade(resp *http.Response, br *bufio.Reader) ([]byte, error) {
-	if !strings.EqualFold(resp.Header.Get("Upgrade"), wire.UpgradeProtocol) {
-		return nil, fmt.Errorf("%w: 101 without Upgrade: %s", ErrProtocol, wire.UpgradeProtocol)
-	}
-	n := br.Buffered()
-	if n == 0 {
-		return nil, nil
-	}
-	head := make([]byte, n)
-	if _, err := io.ReadFull(br, head); err != nil {
-		return nil, err
-	}
-	return head, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -373,6 +372,14 @@ func keepAlive(c net.Conn) {
 	}
 }
 
+// appendHeader appends one "key: value" header line.
+func appendHeader(b []byte, key, value string) []byte {
+	b = append(b, key...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...)
+}
+
 // upgrade hijacks the request's connection, writes the 101 and offers the
 // connection, with the bytes that came behind the request, to the pairing.
 // extra holds header name and value pairs for the 101.
@@ -383,21 +390,20 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 		refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
 		return
 	}
-	var b strings.Builder
-	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ")
-	b.WriteString(wire.UpgradeProtocol)
-	fmt.Fprintf(&b, "\r\n%s: %s\r\n", wire.HeaderNode, n.engine.NodeID())
+	b := make([]byte, 0, 256)
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+wire.UpgradeProtocol+"\r\n"...)
+	b = appendHeader(b, wire.HeaderNode, n.engine.NodeID())
 	for i := 0; i+1 < len(extra); i += 2 {
 		if extra[i+1] != "" {
-			fmt.Fprintf(&b, "%s: %s\r\n", extra[i], extra[i+1])
+			b = appendHeader(b, extra[i], extra[i+1])
 		}
 	}
-	b.WriteString("\r\n")
+	b = append(b, "\r\n"...)
 	if sw, ok := w.(*statusWriter); ok {
 		sw.status = http.StatusSwitchingProtocols
 	}
 	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
-	_, err = conn.Write([]byte(b.String()))
+	_, err = conn.Write(b)
 	_ = conn.SetDeadline(time.Time{})
 	if err != nil {
 		conn.Close()
