@@ -38,14 +38,14 @@ func status(err error) int {
 }
 
 // nextEvent returns the registration's next event or fails after 2s.
-func nextEvent(t testing.TB, reg *Registration) Event {
+func nextEvent(t testing.TB, reg *Registration) *Event {
 	t.Helper()
 	select {
 	case ev := <-reg.Events():
 		return ev
 	case <-time.After(2 * time.Second):
 		t.Fatal("no event within 2s")
-		return Event{}
+		return nil
 	}
 }
 

@@ -249,5 +249,5 @@ func (l *listener) parkFailed(ctx actor.Context, token wire.Token) {
 		ctx.Send(pid, &failMsg{err: refuseQueueFull})
 		return
 	}
-	l.enqueue(Event{Type: wire.EventConnect, Connect: ev})
+	l.enqueue(&Event{Type: wire.EventConnect, Connect: ev})
 }

@@ -39,7 +39,7 @@ type Registration struct {
 	bytesIn  atomic.Int64 // relayed client → server
 	bytesOut atomic.Int64 // relayed server → client
 
-	events  chan Event    // written by the listener actor only
+	events  chan *Event   // written by the listener actor only; pointers keep the preallocated queue small
 	done    chan struct{} // closed by the listener actor when it ends
 	drained chan struct{} // closed by the listener actor on drain
 	reason  string        // the drain reason, set before drained closes
@@ -53,7 +53,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 		ID:         wire.NewToken(),
 		ClientAddr: clientAddr,
 		since:      time.Now(),
-		events:     make(chan Event, e.cfg.EventQueue),
+		events:     make(chan *Event, e.cfg.EventQueue),
 		done:       make(chan struct{}),
 		drained:    make(chan struct{}),
 		engine:     e,
@@ -62,7 +62,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 
 // Events returns the queue of events to write to the stream. It is
 // bounded; the listener never blocks on it.
-func (r *Registration) Events() <-chan Event { return r.events }
+func (r *Registration) Events() <-chan *Event { return r.events }
 
 // Done is closed when the registration has ended: unregistered, or the
 // engine stopped.

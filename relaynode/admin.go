@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clusterlink-relay/relay/actors"
@@ -23,7 +24,11 @@ import (
 // it is reachable through ServeHTTP.
 func (n *Node) AdminHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newCollector(n, n.cfg.MetricsPerName))
+	reg.MustRegister(newCollector(n, n.cfg.MetricsPerName),
+		// The runtime's and the process's own series (go_*, process_*):
+		// heap, goroutines, open fds, the figures capacity planning needs.
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -129,6 +129,8 @@ func TestMetricsCountExactly(t *testing.T) {
 		{`relay_relayed_bytes_total{direction="to_server"}`, 5 * spliced},
 		{`relay_relayed_bytes_total{direction="to_client"}`, 5 * spliced},
 		{`relay_dial_splice_seconds_count{path="cold"}`, spliced},
+		{`relay_dial_splice_seconds_count{path="warm"}`, 0},
+		{`relay_parked_callbacks`, 0},
 		{`relay_registrations`, 1},
 		{`relay_names`, 1},
 		{`relay_actors{kind="listener"}`, 1},
@@ -140,6 +142,13 @@ func TestMetricsCountExactly(t *testing.T) {
 	}
 	if sum := metric(t, after, `relay_dial_splice_seconds_sum{path="cold"}`); sum <= 0 || sum > 10*spliced {
 		t.Errorf("relay_dial_splice_seconds_sum = %v, want a short positive total", sum)
+	}
+	// The runtime's and the process's series are there for capacity
+	// planning: goroutines, heap, open fds.
+	for _, s := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "process_open_fds"} {
+		if metric(t, after, s) <= 0 {
+			t.Errorf("%s = %v, want a positive figure", s, metric(t, after, s))
+		}
 	}
 	if metric(t, after, `relay_actor_messages_total{kind="directory"}`) <= metric(t, before, `relay_actor_messages_total{kind="directory"}`) {
 		t.Error("directory message count did not move")
