@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// latencyRun is one target's sequential dial latency.
+type latencyRun struct {
+	Target   string `json:"target"`
+	WarmPool int    `json:"warm_pool,omitempty"` // parked callbacks (relay warm)
+	// WarmHits is how many of the measured dials the relay handed to a
+	// parked callback (relay warm; -1 when the relay does not tell).
+	WarmHits int64 `json:"warm_hits,omitempty"`
+	latencyStats
+	FirstError string    `json:"first_error,omitempty"`
+	SamplesUS  []float64 `json:"samples_us"` // every measured round trip, sorted
+}
+
+// latencyBlock is how many dials one target makes before the next takes
+// its turn. Taking turns spreads the machine's drift over every target,
+// and blocks keep each target's dials back to back, as a sequential
+// client's are.
+const latencyBlock = 50
+
+// runLatency measures sequential dial, 1-byte echo and close on each
+// target, after a discarded warm-up, and checks the relay's p50 against
+// direct and its p99 against 1 ms.
+func (b *bench) runLatency(ctx context.Context) error {
+	targets := []target{b.directEcho(), b.proxiedEcho(), b.relayedEcho(targetRelayCold), b.warmEcho()}
+	for _, t := range targets {
+		b.prog.step("latency: warm-up, %d dials to %s", b.sz.latencyWarmup, t.name)
+		if err := warmUp(ctx, t, b.sz.latencyWarmup); err != nil {
+			return err
+		}
+	}
+	n := b.sz.latencyDials
+	samples := make([][]time.Duration, len(targets))
+	errs := make([]int, len(targets))
+	first := make([]string, len(targets))
+	b.prog.step("latency: %d sequential dials per target", n)
+	warm0 := b.relay.warmSplices(ctx)
+	for done := 0; done < n; {
+		k := min(latencyBlock, n-done)
+		for i, t := range targets {
+			for range k {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				d, err := roundTrip(ctx, t.dial)
+				if err != nil {
+					if errs[i]++; errs[i] == 1 {
+						first[i] = err.Error()
+					}
+					continue
+				}
+				samples[i] = append(samples[i], d)
+			}
+		}
+		done += k
+		b.prog.update("latency: %d/%d dials per target", done, n)
+	}
+	// Only the warm target's registration has a warm pool.
+	warmHits := int64(-1)
+	if warm0 >= 0 {
+		if warm1 := b.relay.warmSplices(ctx); warm1 >= 0 {
+			warmHits = warm1 - warm0
+		}
+	}
+	runs := make([]latencyRun, len(targets))
+	for i, t := range targets {
+		st := summarize(samples[i], errs[i])
+		if st.N == 0 {
+			return fmt.Errorf("%s: every dial failed: %s", t.name, first[i])
+		}
+		run := latencyRun{Target: t.name, latencyStats: st, FirstError: first[i]}
+		if t.name == targetRelayWarm {
+			run.WarmPool, run.WarmHits = b.opt.warm, warmHits
+		}
+		for _, d := range samples[i] {
+			run.SamplesUS = append(run.SamplesUS, us(d))
+		}
+		runs[i] = run
+	}
+	b.res.Latency = runs
+	b.latencyRows(runs)
+	return nil
+}
+
+// latencyRows adds the latency table rows and checks.
+func (b *bench) latencyRows(runs []latencyRun) {
+	direct := runs[0]
+	for _, r := range runs {
+		figs := fmt.Sprintf("p50 %s  p99 %s  p999 %s  mean %s", fmtUS(r.P50US), fmtUS(r.P99US), fmtUS(r.P999US), fmtUS(r.MeanUS))
+		if r.Target == targetRelayWarm && r.WarmHits >= 0 {
+			figs += fmt.Sprintf("  (%d of %d dials warm)", r.WarmHits, r.N)
+		}
+		if r.Errors > 0 {
+			figs += fmt.Sprintf("  (%d errors: %s)", r.Errors, r.FirstError)
+		}
+		name := r.Target
+		if r.WarmPool > 0 {
+			name = fmt.Sprintf("%s (K=%d)", r.Target, r.WarmPool)
+		}
+		ratio := ""
+		if r.Target != targetDirect {
+			ratio = fmt.Sprintf("p50 %.2f× direct", r.P50US/direct.P50US)
+		}
+		rw := row{mode: "latency", target: name, figures: figs, ratio: ratio}
+		var limit float64
+		switch r.Target {
+		case targetRelayCold:
+			limit = 3
+		case targetRelayWarm:
+			limit = 2
+		default:
+			b.addRow(rw)
+			continue
+		}
+		rw.goal = fmt.Sprintf("p50 ≤ %.0f× direct, p99 ≤ 1ms", limit)
+		met := r.P50US <= limit*direct.P50US && r.P99US <= 1000 && r.Errors == 0
+		b.addCheck(rw, fmt.Sprintf("p50 %.2f× direct, p99 %s, %d errors", r.P50US/direct.P50US, fmtUS(r.P99US), r.Errors), met)
+	}
+}
