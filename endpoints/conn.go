@@ -79,7 +79,8 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	if rc, ok := w.(*Conn); ok {
 		w = rc.Conn // writes to a *Conn go straight to its socket
 	}
-	m, err := io.Copy(w, readerOnly{c.Conn})
+	// A *net.TCPConn source reaches w's ReadFrom, which splices from it.
+	m, err := io.Copy(w, c.Conn)
 	return n + m, err
 }
 
@@ -94,13 +95,9 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
-	return io.Copy(writerOnly{c.Conn}, r)
+	return io.Copy(c.Conn, r)
 }
 
-// readerOnly and writerOnly hide a conn's WriteTo and ReadFrom, so that
-// io.Copy takes the other side's or a buffer without coming back here.
-type readerOnly struct{ io.Reader }
-type writerOnly struct{ io.Writer }
 
 // CloseWrite half-closes the connection: the peer reads EOF, and this side
 // can still read.
