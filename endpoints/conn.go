@@ -98,7 +98,6 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(c.Conn, r)
 }
 
-
 // CloseWrite half-closes the connection: the peer reads EOF, and this side
 // can still read.
 func (c *Conn) CloseWrite() error {
