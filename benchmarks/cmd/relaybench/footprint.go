@@ -126,43 +126,59 @@ func (f footprint) per(n int) footprint {
 // conn: spliced, both directions), and returns them open. On an error it
 // closes what it opened.
 func holdConns(ctx context.Context, dial dialFunc, n int, p *progress, label string) ([]net.Conn, error) {
-	const workers = 8
+	conns, err := openMany(ctx, n, 8, p, label, func(int) (net.Conn, error) {
+		c, err := dialBounded(ctx, dial)
+		if err == nil {
+			if err = echoByte(c); err != nil {
+				c.Close()
+			}
+		}
+		return c, err
+	}, closeAll)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	return conns, nil
+}
+
+// openMany opens n things with open(i), i from 0 to n−1, workers at a
+// time, showing progress as label, and returns them all. On the first
+// error (or ctx's end) it stops, closes what it opened with closeAll and
+// returns the error with how far it got.
+func openMany[T any](ctx context.Context, n, workers int, p *progress, label string,
+	open func(i int) (T, error), closeAll func([]T)) ([]T, error) {
 	var (
 		wg    sync.WaitGroup
 		next  atomic.Int64
 		mu    sync.Mutex
-		conns = make([]net.Conn, 0, n)
+		out   = make([]T, 0, n)
 		first error
 	)
 	stop := p.ticking(func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		return fmt.Sprintf("%s: %d/%d", label, len(conns), n)
+		return fmt.Sprintf("%s: %d/%d", label, len(out), n)
 	})
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(n) {
+			for {
+				i := next.Add(1) - 1
 				mu.Lock()
 				failed := first != nil
 				mu.Unlock()
-				if failed || ctx.Err() != nil {
+				if i >= int64(n) || failed || ctx.Err() != nil {
 					return
 				}
-				c, err := dialBounded(ctx, dial)
-				if err == nil {
-					if err = echoByte(c); err != nil {
-						c.Close()
-					}
-				}
+				x, err := open(int(i))
 				mu.Lock()
 				if err != nil {
 					if first == nil {
 						first = err
 					}
 				} else {
-					conns = append(conns, c)
+					out = append(out, x)
 				}
 				mu.Unlock()
 			}
@@ -174,10 +190,10 @@ func holdConns(ctx context.Context, dial dialFunc, n int, p *progress, label str
 		first = ctx.Err()
 	}
 	if first != nil {
-		closeAll(conns)
-		return nil, fmt.Errorf("%s: after %d of %d: %w", label, len(conns), n, first)
+		closeAll(out)
+		return nil, fmt.Errorf("after %d of %d: %w", len(out), n, first)
 	}
-	return conns, nil
+	return out, nil
 }
 
 // closeAll closes every conn.

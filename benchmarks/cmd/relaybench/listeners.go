@@ -7,7 +7,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/clusterlink-relay/relay/actors"
 	"github.com/clusterlink-relay/relay/endpoints"
@@ -255,53 +254,12 @@ func rateWithMost(rs []listenersRate) listenersRate {
 // addr, 16 at a time, with the endpoints defaults. On an error it closes
 // what it opened.
 func openListeners(ctx context.Context, addr, prefix string, k int, p *progress) ([]net.Listener, error) {
-	const workers = 16
-	var (
-		wg    sync.WaitGroup
-		next  atomic.Int64
-		mu    sync.Mutex
-		ls    = make([]net.Listener, 0, k)
-		first error
-	)
 	rl := endpoints.NewRelayListener(addr)
-	stop := p.ticking(func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return fmt.Sprintf("registering: %d/%d", len(ls), k)
-	})
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				mu.Lock()
-				failed := first != nil
-				mu.Unlock()
-				if i >= int64(k) || failed || ctx.Err() != nil {
-					return
-				}
-				l, err := rl.ListenContext(ctx, "tcp", fmt.Sprintf("%s-%d", prefix, i))
-				mu.Lock()
-				if err != nil {
-					if first == nil {
-						first = err
-					}
-				} else {
-					ls = append(ls, l)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	stop()
-	if first == nil {
-		first = ctx.Err()
-	}
-	if first != nil {
-		closeListeners(ls)
-		return nil, fmt.Errorf("register %d names: after %d: %w", k, len(ls), first)
+	ls, err := openMany(ctx, k, 16, p, "registering", func(i int) (net.Listener, error) {
+		return rl.ListenContext(ctx, "tcp", fmt.Sprintf("%s-%d", prefix, i))
+	}, closeListeners)
+	if err != nil {
+		return nil, fmt.Errorf("register %d names: %w", k, err)
 	}
 	return ls, nil
 }
