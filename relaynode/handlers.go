@@ -410,11 +410,13 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 		p.Abort(side)
 		return
 	}
-	keepAlive(conn)
 	var head []byte
 	if k := brw.Reader.Buffered(); k > 0 {
 		head = make([]byte, k)
 		_, _ = brw.Reader.Read(head)
 	}
 	p.Offer(side, conn, head)
+	// After the offer, off the dial's critical path: four setsockopts.
+	// Safe on a conn the pair may already be copying or closing.
+	keepAlive(conn)
 }
