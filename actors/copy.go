@@ -26,7 +26,7 @@ func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
 		return n, err
 	}
 	if d, s, ok := spliceable(dst, src); ok {
-		return spliceLoop(d, s, n, nil)
+		return spliceLoop(d, s, n, bufSize, nil)
 	}
 	bb := copyBuffer(dst, src, bufSize)
 	defer releaseBuffer(bb)
@@ -43,8 +43,14 @@ func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
 // on src, and the pipe goes back to Go's pool between bursts. An idle pair
 // holds its two sockets only.
 //
+// TCP urgent data stops splice(2) at its mark, and TIOCINQ counts only up
+// to it: when queued reports it, or a splice of queued bytes moves none,
+// the rest of the stream is copied through a pooled buffer of bufSize
+// (copyThrough), whose reads step over the urgent byte as a buffered relay
+// does. spliceLoop never loops without moving a byte.
+//
 // With l, it enforces the pair's limits as copyLimited does.
-func spliceLoop(dst, src *net.TCPConn, n int64, l *limits) (int64, error) {
+func spliceLoop(dst, src *net.TCPConn, n int64, bufSize int, l *limits) (int64, error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
 		return n, err
@@ -53,9 +59,17 @@ func spliceLoop(dst, src *net.TCPConn, n int64, l *limits) (int64, error) {
 		if err := l.arm(src); err != nil {
 			return n, err
 		}
-		avail, err := queued(rc)
+		avail, urgent, err := queued(rc)
+		if err == nil && urgent {
+			return copyThrough(dst, src, n, bufSize, l)
+		}
 		if err == nil && avail == 0 {
 			return n, nil // src ended cleanly
+		}
+		if l != nil {
+			// Activity is recorded per burst: keep bursts short enough
+			// for the idle clock, as the buffered path does.
+			avail = min(avail, chunk)
 		}
 		if err == nil && l != nil && l.maxBytes > 0 {
 			if n >= l.maxBytes {
@@ -70,6 +84,11 @@ func spliceLoop(dst, src *net.TCPConn, n int64, l *limits) (int64, error) {
 			m, err = dst.ReadFrom(&io.LimitedReader{R: src, N: avail})
 			n += m
 			l.moved(m)
+			if err == nil && m == 0 {
+				// Bytes are queued but splice moved none: an urgent
+				// mark came between the count and the splice.
+				return copyThrough(dst, src, n, bufSize, l)
+			}
 		}
 		if err != nil {
 			if l.stillActive(err) {
@@ -81,6 +100,19 @@ func spliceLoop(dst, src *net.TCPConn, n int64, l *limits) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+// copyThrough copies the rest of src to dst through a pooled buffer of
+// bufSize, even between raw TCP conns, enforcing l if it is set; n is what
+// was copied before.
+func copyThrough(dst, src net.Conn, n int64, bufSize int, l *limits) (int64, error) {
+	bb := pooledBuffer(bufSize)
+	defer releaseBuffer(bb)
+	if l == nil {
+		m, err := copyOnce(dst, src, bb)
+		return n + m, err
+	}
+	return limitedLoop(dst, src, n, bb, l)
 }
 
 // spliceable returns dst and src as raw TCP conns when a copy between them
@@ -107,6 +139,11 @@ func copyBuffer(dst, src net.Conn, size int) *bytebufferpool.ByteBuffer {
 	if canSplice(dst, src) {
 		return nil
 	}
+	return pooledBuffer(size)
+}
+
+// pooledBuffer returns a pooled buffer of size bytes.
+func pooledBuffer(size int) *bytebufferpool.ByteBuffer {
 	bb := copyPool.Get()
 	if cap(bb.B) < size {
 		// bytebufferpool hands out empty buffers until it has calibrated:
@@ -132,7 +169,7 @@ func copyOnce(dst net.Conn, src io.Reader, bb *bytebufferpool.ByteBuffer) (int64
 	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, bb.B)
 }
 
-// chunk is the most the buffered path of a limited pump copies per call:
+// chunk is the most a limited pump copies per call, spliced or buffered:
 // small enough to notice activity and limits promptly.
 const chunk = 1 << 20
 
@@ -195,10 +232,17 @@ func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64,
 	}
 	l.moved(n)
 	if d, s, ok := spliceable(dst, src); ok {
-		return spliceLoop(d, s, n, l)
+		return spliceLoop(d, s, n, bufSize, l)
 	}
 	buf := copyBuffer(dst, src, bufSize)
 	defer releaseBuffer(buf)
+	return limitedLoop(dst, src, n, buf, l)
+}
+
+// limitedLoop is copyLimited's loop: chunks of at most chunk bytes through
+// buf (splice(2) when buf is nil), l's limits checked between them; n is
+// what was copied before.
+func limitedLoop(dst, src net.Conn, n int64, buf *bytebufferpool.ByteBuffer, l *limits) (int64, error) {
 	for {
 		if err := l.arm(src); err != nil {
 			return n, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -52,7 +53,7 @@ func newSpliceRig(t *testing.T, l *limits) *spliceRig {
 	})
 	go func() {
 		defer close(r.done)
-		r.n, r.err = spliceLoop(dst.(*net.TCPConn), src.(*net.TCPConn), 0, l)
+		r.n, r.err = spliceLoop(dst.(*net.TCPConn), src.(*net.TCPConn), 0, 4096, l)
 	}()
 	return r
 }
@@ -195,5 +196,57 @@ func TestSpliceLoopAbortWithIdleTimeout(t *testing.T) {
 	r.wait(t)
 	if d := time.Since(start); d > 2*time.Second || r.err == nil || errors.Is(r.err, errIdle) {
 		t.Fatalf("after abort: %v after %v; want an abort error at once", r.err, d)
+	}
+}
+
+// sendUrgent sends b as TCP urgent (out-of-band) data on c.
+func sendUrgent(t *testing.T, c net.Conn, b byte) {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = syscall.Sendto(int(fd), []byte{b}, syscall.MSG_OOB, nil)
+		return serr != syscall.EAGAIN
+	}); err != nil || serr != nil {
+		t.Fatalf("send urgent byte: %v %v", err, serr)
+	}
+}
+
+// TestSpliceLoopUrgentData checks that TCP urgent data, which splice(2)
+// cannot pass, neither stalls nor spins the loop: the ordinary bytes on
+// both sides of it arrive, the urgent byte is dropped as a buffered relay
+// drops it, and the FIN ends the loop. With and without limits.
+func TestSpliceLoopUrgentData(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		l    *limits
+	}{{"no limits", nil}, {"idle and byte limits", &limits{idle: 10 * time.Second, maxBytes: 1 << 20}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.l != nil {
+				tc.l.moved(1)
+			}
+			r := newSpliceRig(t, tc.l)
+			r.in.Write([]byte("abc"))
+			got := make([]byte, 3)
+			r.out.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(r.out, got); err != nil || string(got) != "abc" {
+				t.Fatalf("before the urgent byte: %q, %v", got, err)
+			}
+			sendUrgent(t, r.in, '!')
+			r.in.Write([]byte("def"))
+			r.in.(*net.TCPConn).CloseWrite()
+			r.wait(t)
+			if r.err != nil || r.n != 6 {
+				t.Fatalf("spliceLoop = %d, %v; want 6, nil", r.n, r.err)
+			}
+			r.dst.Close()
+			rest, _ := io.ReadAll(r.out)
+			if string(rest) != "def" {
+				t.Fatalf("after the urgent byte: %q, want %q", rest, "def")
+			}
+		})
 	}
 }
