@@ -148,8 +148,11 @@ func (e *Engine) Park(ctx context.Context, name string, registration wire.Token)
 	e.send(e.directory, &parkMsg{name: name, registration: registration, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
-		if r, late := lateReply(e, ctx, reply); late && r.parked != nil {
-			r.parked.Leave()
+		// A park granted after the caller gave up (ctx ended, or the
+		// reply bound passed) must not stay in the pool without a
+		// handler, and a dial already handed to it must move on.
+		if r, err := await(context.Background(), e, reply); err == nil && r.parked != nil && !r.parked.Leave() {
+			r.parked.Fail()
 		}
 		return nil, err
 	}
@@ -233,8 +236,9 @@ func (l *listener) evictParked() {
 }
 
 // parkFailed re-routes a dial whose parked callback could not serve it: to
-// another parked callback, else to the stream as a connect event, else it
-// is refused 503.
+// another parked callback, else to the stream as a connect event; it is
+// refused if the registration has ended (502), drains or its queue is full
+// (503).
 func (l *listener) parkFailed(ctx actor.Context, token wire.Token) {
 	ev, ok := l.warm[token]
 	pid := l.pending[token]
@@ -245,7 +249,16 @@ func (l *listener) parkFailed(ctx actor.Context, token wire.Token) {
 		return
 	}
 	delete(l.warm, token)
-	if l.closed || len(l.reg.events) == cap(l.reg.events) {
+	switch {
+	case l.closed:
+		ctx.Send(pid, &failMsg{err: refuseListenerGone})
+		return
+	case l.drained:
+		// The stream may have written its drain event already and read
+		// no more events.
+		ctx.Send(pid, &failMsg{err: refuseDraining})
+		return
+	case len(l.reg.events) == cap(l.reg.events):
 		ctx.Send(pid, &failMsg{err: refuseQueueFull})
 		return
 	}

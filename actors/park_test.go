@@ -147,3 +147,32 @@ func waitParkedCount(t testing.TB, e *Engine, n int64) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestParkedFailWhileDraining checks that a dial given back by its parked
+// callback after a drain is answered at once (503), not queued on a stream
+// that may have written its drain event already and reads no more.
+func TestParkedFailWhileDraining(t *testing.T) {
+	e := newEngine(t, Config{})
+	ctx := context.Background()
+	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
+	p, err := e.Park(ctx, "a", reg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := e.Dial(ctx, "a", "", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken(t, p)
+	e.Drain("test")
+	<-reg.Drained()
+	p.Fail()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if o := pd.Wait(wctx); status(o.Err) != http.StatusServiceUnavailable {
+		t.Fatalf("outcome %+v, want 503 at once", o)
+	}
+	if reg.Queued() != 0 {
+		t.Fatalf("%d events queued after the drain, want 0", reg.Queued())
+	}
+}

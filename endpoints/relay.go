@@ -181,10 +181,11 @@ func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path
 		br.Reset(nil)
 		upgradeReaders.Put(br)
 	}()
-	const statusLine = "HTTP/1.1 101 "
-	if first, err := br.Peek(len(statusLine)); err != nil {
+	// "HTTP/1.1 101", then a space and a reason, or the line's end.
+	const statusLine = "HTTP/1.1 101"
+	if first, err := br.Peek(len(statusLine) + 1); err != nil {
 		return u, ctxErr(ctx, err)
-	} else if string(first) != statusLine {
+	} else if string(first[:len(statusLine)]) != statusLine || (first[len(statusLine)] != ' ' && first[len(statusLine)] != '\r' && first[len(statusLine)] != '\n') {
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			return u, ctxErr(ctx, err)

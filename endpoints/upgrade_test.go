@@ -53,6 +53,8 @@ func TestUpgradeAnswers(t *testing.T) {
 	}{
 		{name: "101 with bytes behind", answer: up + "Relay-Node: n\r\n\r\nHELLO", head: "HELLO"},
 		{name: "header names any case", answer: "HTTP/1.1 101 Switching Protocols\r\nupgrade: CLUSTERLINK-relay/1\r\n\r\nx", head: "x"},
+		{name: "101 without a reason", answer: "HTTP/1.1 101\r\nUpgrade: clusterlink-relay/1\r\n\r\nR", head: "R"},
+		{name: "1010 is not 101", answer: "HTTP/1.1 1010 Odd\r\n\r\n", proto: false},
 		{name: "bare LF lines", answer: "HTTP/1.1 101 Switching Protocols\nUpgrade: clusterlink-relay/1\n\nLF", head: "LF"},
 		{name: "101 without Upgrade", answer: "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n", proto: true},
 		{name: "101 to another protocol", answer: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", proto: true},

@@ -106,10 +106,10 @@ func (e *edge) admitDial(ip netip.Addr, name string, engine *actors.Engine) *act
 	return nil
 }
 
-// unknownName remembers that name was not registered, for the negative
-// cache's TTL.
 // admitPark checks the overall cap a parked callback counts against: parked
-// callbacks and pending dials together stay within MaxPending.
+// callbacks and pending dials together stay within MaxPending. Like the
+// other caps it is checked, not reserved: concurrent parks may pass it by
+// the number of handlers running at once.
 func (e *edge) admitPark(engine *actors.Engine) *actors.Refusal {
 	if engine.Live(actors.KindPending)+engine.Parked() >= int64(e.cfg.MaxPending) {
 		return refuseTooManyParked
@@ -117,6 +117,8 @@ func (e *edge) admitPark(engine *actors.Engine) *actors.Refusal {
 	return nil
 }
 
+// unknownName remembers that name was not registered, for the negative
+// cache's TTL.
 func (e *edge) unknownName(name string) {
 	if e.cfg.NegativeCacheTTL > 0 {
 		e.unknown.Add(name, time.Now().Add(e.cfg.NegativeCacheTTL))
