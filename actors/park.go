@@ -130,6 +130,10 @@ type parkFailedMsg struct {
 	token wire.Token
 }
 
+// coldMsg tells a pending dial it now goes through a connect event: its
+// splice is counted on the cold path.
+type coldMsg struct{ quiet }
+
 // failMsg answers a pending dial with err.
 type failMsg struct {
 	quiet
@@ -262,5 +266,6 @@ func (l *listener) parkFailed(ctx actor.Context, token wire.Token) {
 		ctx.Send(pid, &failMsg{err: refuseQueueFull})
 		return
 	}
+	ctx.Send(pid, &coldMsg{}) // before the callback, which comes through here
 	l.enqueue(&Event{Type: wire.EventConnect, Connect: ev})
 }

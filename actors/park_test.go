@@ -78,6 +78,9 @@ func TestParkedDial(t *testing.T) {
 	if o := pd.Wait(ctx); o.Pairing != pr {
 		t.Fatalf("outcome %+v, want the callback's pairing", o)
 	}
+	if pr.warm {
+		t.Fatal("a dial served through its connect event is counted warm")
+	}
 	pr.Abort(Server)
 	if e.Parked() != 0 {
 		t.Fatalf("parked = %d, want 0", e.Parked())

@@ -106,6 +106,8 @@ func (p *pending) Receive(ctx actor.Context) {
 		p.finish(ctx, Outcome{Err: refuseCancelled})
 	case *failMsg:
 		p.finish(ctx, Outcome{Err: m.err})
+	case *coldMsg:
+		p.warm = false
 	case *actor.Stopping:
 		p.timer.Stop()
 		if !p.sent {
