@@ -22,14 +22,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/examples/internal/echo"
 )
 
 func main() {
@@ -40,13 +38,7 @@ func main() {
 	timeout := flag.Duration("timeout", 15*time.Second, "bound on the dial and the echo")
 	flag.Parse()
 	if err := run(*relay, *name, *client, *msg, *timeout); err != nil {
-		var re *endpoints.RelayError
-		if errors.As(err, &re) {
-			fmt.Fprintf(os.Stderr, "echo client: relay status %d: %v\n", re.Status, err)
-		} else {
-			fmt.Fprintln(os.Stderr, "echo client:", err)
-		}
-		os.Exit(1)
+		echo.Exit("echo client", err) // names the status of an *endpoints.RelayError
 	}
 }
 
@@ -60,32 +52,18 @@ func run(relay, name, client, msg string, timeout time.Duration) error {
 	}
 	defer c.Close()
 	dialed := time.Since(start)
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
 
-	if _, err := io.WriteString(c, msg); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	// Half-close: the server reads EOF, echoes everything, and half-closes
-	// in turn, which ends our read below.
-	cw, ok := c.(interface{ CloseWrite() error })
-	if !ok {
-		return fmt.Errorf("%T cannot half-close", c)
-	}
-	if err := cw.CloseWrite(); err != nil {
-		return fmt.Errorf("close write: %w", err)
-	}
-	echo, err := io.ReadAll(c)
+	// Send msg, half-close, and read the echo to EOF, within ctx's deadline.
+	got, err := echo.Exchange(ctx, c, msg)
 	if err != nil {
-		return fmt.Errorf("read echo: %w", err)
+		return err
 	}
 	rtt := time.Since(start)
 
-	fmt.Printf("echo: %s\n", echo)
-	fmt.Printf("dial %v, round trip %v (%d bytes, via %s)\n", dialed.Round(time.Microsecond), rtt.Round(time.Microsecond), len(echo), c.RemoteAddr())
-	if string(echo) != msg {
-		return fmt.Errorf("echo mismatch: sent %d bytes %q, got %d bytes %q", len(msg), msg, len(echo), echo)
+	fmt.Printf("echo: %s\n", got)
+	fmt.Printf("dial %v, round trip %v (%d bytes, via %s)\n", dialed.Round(time.Microsecond), rtt.Round(time.Microsecond), len(got), c.RemoteAddr())
+	if string(got) != msg {
+		return fmt.Errorf("echo mismatch: sent %d bytes %q, got %d bytes %q", len(msg), msg, len(got), got)
 	}
 	return nil
 }

@@ -35,16 +35,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/examples/internal/echo"
+	"github.com/clusterlink-relay/relay/examples/internal/pki"
 )
 
 func main() {
@@ -57,29 +54,14 @@ func main() {
 	timeout := flag.Duration("timeout", 15*time.Second, "bound on the dial and the echo")
 	flag.Parse()
 	if err := run(*relay, *name, *client, *certs, *relayCA, *msg, *timeout); err != nil {
-		var re *endpoints.RelayError
-		if errors.As(err, &re) {
-			fmt.Fprintf(os.Stderr, "mtls client: relay status %d: %v\n", re.Status, err)
-		} else {
-			fmt.Fprintln(os.Stderr, "mtls client:", err)
-		}
-		os.Exit(1)
+		echo.Exit("mtls client", err) // names the status of an *endpoints.RelayError
 	}
 }
 
 func run(relay, name, client, certs, relayCA, msg string, timeout time.Duration) error {
-	cert, err := tls.LoadX509KeyPair(filepath.Join(certs, "client.pem"), filepath.Join(certs, "client-key.pem"))
-	if err != nil {
-		return err
-	}
-	roots, err := loadPool(filepath.Join(certs, "ca.pem"))
-	if err != nil {
-		return err
-	}
-	if relayCA == "" {
-		relayCA = filepath.Join(certs, "ca.pem")
-	}
-	relayRoots, err := loadPool(relayCA)
+	// client.pem and client-key.pem, ca.pem for the server, and the
+	// relay's CAs.
+	files, err := pki.Load(certs, "client", relayCA)
 	if err != nil {
 		return err
 	}
@@ -88,9 +70,9 @@ func run(relay, name, client, certs, relayCA, msg string, timeout time.Duration)
 	defer cancel()
 	// ServerName left empty: the dialer takes the server's name, which
 	// the server's certificate must cover.
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots}
+	cfg := &tls.Config{Certificates: []tls.Certificate{files.Cert}, RootCAs: files.CAs}
 	d := endpoints.NewRelayMTLSDialer(relay, client,
-		endpoints.WithRelayTLS(&tls.Config{RootCAs: relayRoots})) // used for https:// only
+		endpoints.WithRelayTLS(&tls.Config{RootCAs: files.RelayCAs})) // used for https:// only
 	start := time.Now()
 	c, err := d.DialContext(ctx, "tcp", name, cfg)
 	if err != nil {
@@ -98,46 +80,24 @@ func run(relay, name, client, certs, relayCA, msg string, timeout time.Duration)
 	}
 	defer c.Close()
 	dialed := time.Since(start)
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
 	st := c.(*tls.Conn).ConnectionState()
 
-	if _, err := io.WriteString(c, msg); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	// Half-close: a TLS close_notify, which the server reads as EOF. It
-	// echoes everything and half-closes in turn, which ends our read.
-	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		return fmt.Errorf("close write: %w", err)
-	}
-	// Over TLS 1.3 a server that refuses our certificate says so here,
-	// with an alert: the client's handshake ends before the server checks.
-	echo, err := io.ReadAll(c)
+	// Send msg, half-close with a TLS close_notify, and read the echo to
+	// EOF, within ctx's deadline. Over TLS 1.3 a server that refuses our
+	// certificate says so in the read, with an alert: the client's
+	// handshake ends before the server checks.
+	got, err := echo.Exchange(ctx, c, msg)
 	if err != nil {
-		return fmt.Errorf("read echo: %w", err)
+		return err
 	}
 	rtt := time.Since(start)
 
-	fmt.Printf("echo: %s\n", echo)
+	fmt.Printf("echo: %s\n", got)
 	fmt.Printf("server certificate %q verified, %s; dial %v, round trip %v\n",
 		st.PeerCertificates[0].Subject.CommonName, tls.VersionName(st.Version),
 		dialed.Round(time.Microsecond), rtt.Round(time.Microsecond))
-	if string(echo) != msg {
-		return fmt.Errorf("echo mismatch: sent %d bytes %q, got %d bytes %q", len(msg), msg, len(echo), echo)
+	if string(got) != msg {
+		return fmt.Errorf("echo mismatch: sent %d bytes %q, got %d bytes %q", len(msg), msg, len(got), got)
 	}
 	return nil
-}
-
-// loadPool reads a PEM file of CA certificates.
-func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificate", file)
-	}
-	return pool, nil
 }
