@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"net/http/httptest"
 	"sync/atomic"
@@ -99,11 +100,7 @@ func BenchmarkBulk(b *testing.B) {
 			if _, err := io.ReadFull(c, cnt[:]); err != nil {
 				b.Fatal(err)
 			}
-			var n int64
-			for i := range 8 {
-				n |= int64(cnt[i]) << (8 * i)
-			}
-			if n != size {
+			if n := binary.LittleEndian.Uint64(cnt[:]); n != size {
 				b.Fatalf("sink counted %d, sent %d", n, size)
 			}
 			c.Close()

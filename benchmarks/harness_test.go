@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"net"
 	"slices"
@@ -17,8 +18,9 @@ import (
 // dialFunc opens one connection to the echo service under test.
 type dialFunc func(ctx context.Context) (net.Conn, error)
 
-// echoLoop serves ln until it closes: echo for "echo", discard-then-reply
-// for "sink". It returns after every connection's goroutine is done.
+// echoLoop serves ln until it closes: each connection is echoed back or,
+// with sink, read to EOF and answered with the byte count, 8 bytes
+// little-endian. It returns after every connection's goroutine is done.
 func echoLoop(ln net.Listener, sink bool) (stop func()) {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -35,11 +37,7 @@ func echoLoop(ln net.Listener, sink bool) (stop func()) {
 				defer c.Close()
 				if sink {
 					n, _ := io.Copy(io.Discard, c)
-					var b [8]byte
-					for i := range 8 {
-						b[i] = byte(n >> (8 * i))
-					}
-					c.Write(b[:])
+					c.Write(binary.LittleEndian.AppendUint64(nil, uint64(n)))
 					return
 				}
 				io.Copy(c, c)
@@ -101,6 +99,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
+// reportLatency sorts lat and reports its p50 and p99 in microseconds.
 func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")

@@ -6,4 +6,5 @@ import (
 	"go.uber.org/goleak"
 )
 
+// TestMain fails the run if a test or benchmark leaks a goroutine.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

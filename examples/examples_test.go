@@ -20,9 +20,12 @@ import (
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
-// binDir holds the example binaries, built once per test run by build.
+// binDir holds the example binaries, which each binSet builds once per
+// test run.
 var binDir string
 
+// TestMain builds the examples into a temporary directory that it
+// removes afterwards, and fails the run if a test leaks a goroutine.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "relay-examples-")
 	if err != nil {
@@ -40,37 +43,51 @@ type cleanupM struct {
 	dir string
 }
 
+// Run runs the tests, then removes the binaries.
 func (c cleanupM) Run() int {
 	defer os.RemoveAll(c.dir)
 	return c.m.Run()
 }
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
+// binSet is a set of binaries that one go build writes into a directory
+// of their own under binDir, on first use.
+type binSet struct {
+	sub  string   // the directory, under binDir
+	pkgs []string // the packages to build, relative to examples/
+
+	once sync.Once
+	err  error // of the build
+}
+
+// path returns the path of the named binary of s, building all of them on
+// first use. With several packages and -o naming a directory, go build
+// writes one binary per package, named after its last path element.
+func (s *binSet) path(t testing.TB, name string) string {
+	t.Helper()
+	dir := filepath.Join(binDir, s.sub)
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		args := append([]string{"build", "-o", dir + string(filepath.Separator)}, s.pkgs...)
+		if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+			s.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	return filepath.Join(dir, name)
+}
+
+// echoBins are the demo, echo and httpserve examples.
+var echoBins = &binSet{pkgs: []string{"./demo", "./echo/server", "./echo/client", "./httpserve"}}
 
 // bin returns the path of the named example binary ("demo", "server",
 // "client" or "httpserve"), building all of them on first use.
-func bin(t testing.TB, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		// With several packages and -o naming a directory, go build writes
-		// one binary per package, named after its last path element.
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", binDir+string(filepath.Separator),
-			"./demo", "./echo/server", "./echo/client", "./httpserve")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, name)
-}
+func bin(t testing.TB, name string) string { return echoBins.path(t, name) }
 
+// TestDemo runs the demo with five dials and checks each echo, the HTTP
+// gets and the clean shutdown in its output.
 func TestDemo(t *testing.T) {
 	t.Parallel()
 	demo := bin(t, "demo")
@@ -106,6 +123,8 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestEchoServerAndClient runs the echo server and client against a relay:
+// the client prints the echo, and the server logs the client's name.
 func TestEchoServerAndClient(t *testing.T) {
 	t.Parallel()
 	server, client := bin(t, "server"), bin(t, "client")
@@ -136,6 +155,8 @@ func TestEchoServerAndClient(t *testing.T) {
 	}
 }
 
+// TestEchoClientUnknownName dials a name nobody registered: the client
+// exits 1 and names the relay's status 404.
 func TestEchoClientUnknownName(t *testing.T) {
 	t.Parallel()
 	client := bin(t, "client")
@@ -155,6 +176,8 @@ func TestEchoClientUnknownName(t *testing.T) {
 	}
 }
 
+// TestHTTPServe runs httpserve as a server and as a -get client through a
+// relay and checks the response the client prints.
 func TestHTTPServe(t *testing.T) {
 	t.Parallel()
 	httpserve := bin(t, "httpserve")
@@ -257,12 +280,14 @@ type lockedBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p to the buffer.
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
+// String returns what has been written so far.
 func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

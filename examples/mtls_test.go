@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,32 +16,13 @@ import (
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
-var (
-	mtlsBuildOnce sync.Once
-	mtlsBuildErr  error
-)
+// mtlsBins are the MTLS example's binaries and relaynode. They go to their
+// own directory: the echo example's server and client have the same names.
+var mtlsBins = &binSet{sub: "mtls", pkgs: []string{"./mtls/gencerts", "./mtls/server", "./mtls/client", "../relaynode/cmd/relaynode"}}
 
 // mtlsBin returns the path of an MTLS example binary ("gencerts", "server"
-// or "client") or of "relaynode", building them on first use. They go to
-// their own directory: the echo example's server and client have the
-// same names.
-func mtlsBin(t testing.TB, name string) string {
-	t.Helper()
-	dir := filepath.Join(binDir, "mtls")
-	mtlsBuildOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-			"./mtls/gencerts", "./mtls/server", "./mtls/client", "../relaynode/cmd/relaynode")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			mtlsBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if mtlsBuildErr != nil {
-		t.Fatal(mtlsBuildErr)
-	}
-	return filepath.Join(dir, name)
-}
+// or "client") or of "relaynode", building them on first use.
+func mtlsBin(t testing.TB, name string) string { return mtlsBins.path(t, name) }
 
 // gencerts runs gencerts into a new temp dir and returns the dir.
 func gencerts(t *testing.T) string {
@@ -101,6 +81,9 @@ func TestMTLSExample(t *testing.T) {
 	})
 }
 
+// testMTLSExample runs the MTLS server registered through serverRelay and
+// the client dialing through clientRelay, with the certificates in certs,
+// and checks the echo, the verified certificates and the server's log.
 func testMTLSExample(t *testing.T, certs, serverRelay, clientRelay string) {
 	srv := startProc(t, mtlsBin(t, "server"), "-relay", serverRelay, "-certs", certs)
 	relaytest.Eventually(t, time.Minute, func() bool {

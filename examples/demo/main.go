@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/examples/internal/echo"
 	"github.com/clusterlink-relay/relay/relaynode"
 )
 
@@ -46,6 +47,7 @@ const (
 	watchdog = 30 * time.Second
 )
 
+// main parses the flags and runs the demo under a watchdog.
 func main() {
 	n := flag.Int("n", 5, "number of echo dials")
 	flag.Parse()
@@ -83,14 +85,18 @@ type demo struct {
 	clientConns []net.Conn
 }
 
+// printf prints one line, whole, whichever goroutine calls it.
 func (d *demo) printf(format string, args ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fmt.Printf(format+"\n", args...)
 }
 
+// us rounds d to the microsecond, for printing.
 func us(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 
+// run starts a relay, an echo server and an HTTP server on it, makes n
+// echo dials and two HTTP gets, and shuts everything down.
 func run(n int) (err error) {
 	d := &demo{}
 	defer func() {
@@ -200,35 +206,28 @@ func (d *demo) dialEcho(n int) error {
 		}
 		dialed := time.Since(start)
 		d.clientConns = append(d.clientConns, c)
-		echo, err := echoOnce(c, message)
+		got, err := echoOnce(c, message)
 		if err != nil {
 			return fmt.Errorf("dial %d: %w", i, err)
 		}
 		rtt := time.Since(start)
 		total += rtt
-		d.printf("dial %d: %v, echoed %d bytes %q, round trip %v", i, us(dialed), len(echo), echo, us(rtt))
+		d.printf("dial %d: %v, echoed %d bytes %q, round trip %v", i, us(dialed), len(got), got, us(rtt))
 	}
 	d.printf("client: %d dials echoed, mean round trip %v", n, us(total/time.Duration(n)))
 	return nil
 }
 
-// echoOnce sends msg on c, half-closes, and reads the echo to EOF.
+// echoOnce sends msg on c, half-closes, reads the echo to EOF within
+// stepTimeout, and checks that it is msg.
 func echoOnce(c net.Conn, msg string) ([]byte, error) {
-	_ = c.SetDeadline(time.Now().Add(stepTimeout))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return nil, fmt.Errorf("write: %w", err)
-	}
-	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		return nil, fmt.Errorf("close write: %w", err)
-	}
-	echo, err := io.ReadAll(c)
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	got, err := echo.Exchange(ctx, c, msg)
 	if err != nil {
-		return nil, fmt.Errorf("read echo: %w", err)
+		return nil, err
 	}
-	if string(echo) != msg {
-		return nil, fmt.Errorf("echo mismatch: sent %q, got %q", msg, echo)
-	}
-	return echo, nil
+	return got, echo.Check(msg, got)
 }
 
 // roundTripHTTP serves HTTP on a relay listener and GETs it through the

@@ -38,6 +38,7 @@ import (
 	"github.com/clusterlink-relay/relay/endpoints"
 )
 
+// main parses the flags and serves, or with -get fetches.
 func main() {
 	relay := flag.String("relay", "http://127.0.0.1:8080", "`URL` of the relay: http://host:port or host:port")
 	name := flag.String("name", "web", "`name` of the server on the relay")
@@ -60,6 +61,8 @@ func main() {
 // relayed client's name.
 type clientNameKey struct{}
 
+// serve registers name on relay and serves HTTP on it until SIGINT or
+// SIGTERM.
 func serve(relay, name string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ln, err := endpoints.ListenRelay("tcp", name, relay)
@@ -110,6 +113,8 @@ func serve(relay, name string) error {
 	return err
 }
 
+// fetch GETs http://name/ through relay as client and prints the
+// response; a status other than 200 is an error.
 func fetch(relay, client, name string) error {
 	tr := &http.Transport{
 		DialContext: endpoints.NewRelayDialer(relay, client).DialContext,

@@ -206,32 +206,31 @@ func (b *bench) runModes(ctx context.Context) error {
 // close stops the relay servers, the relay and the baselines, and records
 // the relay's own counters. It is safe to call twice.
 func (b *bench) close(ctx context.Context) {
-	for _, s := range []**server{&b.relayEcho, &b.relayWarm, &b.relaySnk, &b.proxyEcho, &b.proxySink, &b.echo, &b.sink} {
-		if *s != nil {
-			if err := (*s).err(); err != nil {
-				b.res.Notes = append(b.res.Notes, fmt.Sprintf("server %s stopped accepting during the run: %v", (*s).addr(), err))
-			}
-		}
-	}
-	for _, s := range []**server{&b.relayEcho, &b.relayWarm, &b.relaySnk} {
-		if *s != nil {
-			(*s).close()
-			*s = nil
-		}
-	}
+	b.closeServers(&b.relayEcho, &b.relayWarm, &b.relaySnk)
 	if b.relay != nil {
 		b.noteRelay(ctx, "main", b.relay)
 		b.relay.close()
 		b.relay = nil
 	}
-	for _, s := range []**server{&b.proxyEcho, &b.proxySink, &b.echo, &b.sink} {
-		if *s != nil {
-			(*s).close()
-			*s = nil
-		}
-	}
+	b.closeServers(&b.proxyEcho, &b.proxySink, &b.echo, &b.sink)
 	if n, first := b.log.count(); n > 0 {
 		b.res.Notes = append(b.res.Notes, fmt.Sprintf("in-process relays logged %d warnings or errors; first: %s", n, first))
+	}
+}
+
+// closeServers closes each server of ss that is running and sets it to
+// nil, first noting in the results why it stopped accepting, if it did
+// before close.
+func (b *bench) closeServers(ss ...**server) {
+	for _, s := range ss {
+		if *s == nil {
+			continue
+		}
+		if err := (*s).err(); err != nil {
+			b.res.Notes = append(b.res.Notes, fmt.Sprintf("server %s stopped accepting during the run: %v", (*s).addr(), err))
+		}
+		(*s).close()
+		*s = nil
 	}
 }
 

@@ -9,15 +9,22 @@ import (
 // fmtUS formats a time in microseconds with a unit that keeps three
 // significant digits: 85.2µs, 1.24ms, 2.10s.
 func fmtUS(v float64) string {
-	switch {
-	case math.IsNaN(v):
+	if math.IsNaN(v) {
 		return "n/a"
+	}
+	return withUnitUS(v, sig3)
+}
+
+// withUnitUS formats a time in microseconds as µs, ms or s, whichever
+// keeps the number below 1000, with num formatting the number.
+func withUnitUS(v float64, num func(float64) string) string {
+	switch {
 	case v < 1000:
-		return sig3(v) + "µs"
+		return num(v) + "µs"
 	case v < 1e6:
-		return sig3(v/1e3) + "ms"
+		return num(v/1e3) + "ms"
 	default:
-		return sig3(v/1e6) + "s"
+		return num(v/1e6) + "s"
 	}
 }
 
@@ -73,15 +80,8 @@ func fmtMiB(n int64) string {
 // fmtTickUS formats a time in microseconds for an axis tick: as short as
 // it can be, 50µs, 1ms, 2.5ms.
 func fmtTickUS(v float64) string {
-	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) }
-	switch {
-	case v == 0:
+	if v == 0 {
 		return "0"
-	case v < 1000:
-		return g(v) + "µs"
-	case v < 1e6:
-		return g(v/1e3) + "ms"
-	default:
-		return g(v/1e6) + "s"
 	}
+	return withUnitUS(v, func(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) })
 }

@@ -102,6 +102,16 @@ func (b *bench) runListeners(ctx context.Context) (err error) {
 		res.Rates = append(res.Rates, listenersRate{Live: live, rateStats: st})
 	}
 	rate(1)
+	// waitLive waits, in process, until the relay holds at most want
+	// registrations.
+	waitLive := func(want int64) error {
+		if !relay.inProcess() {
+			return nil
+		}
+		return waitFor(ctx, dialTimeout, "closed registrations still live at the relay", func() bool {
+			return relay.live(actors.KindListener) <= want
+		})
+	}
 
 	var ls []net.Listener
 	defer func() { closeListeners(ls) }()
@@ -118,12 +128,8 @@ func (b *bench) runListeners(ctx context.Context) (err error) {
 		want := relay.live(actors.KindListener) - int64(len(ls)-(mid-1))
 		closeListeners(ls[mid-1:])
 		ls = ls[:mid-1]
-		if relay.inProcess() {
-			if err := waitFor(ctx, dialTimeout, "closed registrations still live at the relay", func() bool {
-				return relay.live(actors.KindListener) <= want
-			}); err != nil {
-				return err
-			}
+		if err := waitLive(want); err != nil {
+			return err
 		}
 		rate(mid)
 	}
@@ -131,12 +137,8 @@ func (b *bench) runListeners(ctx context.Context) (err error) {
 	// that a drift of the machine does not pass for an effect of N.
 	closeListeners(ls)
 	ls = nil
-	if relay.inProcess() {
-		if err := waitFor(ctx, dialTimeout, "closed registrations still live at the relay", func() bool {
-			return relay.live(actors.KindListener) <= 1
-		}); err != nil {
-			return err
-		}
+	if err := waitLive(1); err != nil {
+		return err
 	}
 	rate(1)
 	slices.SortStableFunc(res.Rates, func(a, b listenersRate) int { return a.Live - b.Live })

@@ -29,6 +29,7 @@ func (b *bench) runRate(ctx context.Context) error {
 		}
 	}
 	slices := b.sz.rateSlices
+	slice := b.sz.rateFor / time.Duration(slices)
 	for _, c := range b.sz.conc {
 		runs := make([]rateStats, len(targets))
 		for i, t := range targets {
@@ -37,8 +38,8 @@ func (b *bench) runRate(ctx context.Context) error {
 		for sl := range slices {
 			for i, t := range targets {
 				label := fmt.Sprintf("rate: %s, c=%d, slice %d/%d", t.name, c, sl+1, slices)
-				b.prog.step("%s, %v", label, b.sz.rateFor/time.Duration(slices))
-				st := measureRate(ctx, t.name, t.dial, c, b.sz.rateFor/time.Duration(slices), b.prog, label)
+				b.prog.step("%s, %v", label, slice)
+				st := measureRate(ctx, t.name, t.dial, c, slice, b.prog, label)
 				if err := ctx.Err(); err != nil {
 					return err
 				}

@@ -27,6 +27,7 @@ import (
 	"github.com/clusterlink-relay/relay/examples/internal/echo"
 )
 
+// main parses the flags and serves until a signal.
 func main() {
 	relay := flag.String("relay", "http://127.0.0.1:8080", "`URL` of the relay: http://host:port or host:port")
 	name := flag.String("name", "echo", "`name` to register on the relay")
@@ -38,6 +39,8 @@ func main() {
 	}
 }
 
+// run registers name on relay and echoes every connection until SIGINT
+// or SIGTERM.
 func run(log *slog.Logger, relay, name string) error {
 	ln, err := endpoints.ListenRelay("tcp", name, relay)
 	if err != nil {

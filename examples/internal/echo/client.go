@@ -38,6 +38,14 @@ func Exchange(ctx context.Context, c net.Conn, msg string) ([]byte, error) {
 	return echo, nil
 }
 
+// Check returns an error unless got, the echo, is msg byte for byte.
+func Check(msg string, got []byte) error {
+	if string(got) != msg {
+		return fmt.Errorf("echo mismatch: sent %d bytes %q, got %d bytes %q", len(msg), msg, len(got), got)
+	}
+	return nil
+}
+
 // Exit prints err on stderr, prefixed by prog, and exits 1. For an
 // *endpoints.RelayError (a refusal from the relay, such as 404 for a
 // name nobody has registered) the line names the relay's HTTP status.

@@ -53,6 +53,7 @@ import (
 	"time"
 )
 
+// main parses the flags and writes the certificates.
 func main() {
 	dir := flag.String("dir", "./certs", "`directory` to write the certificates and keys to")
 	name := flag.String("name", "secure-echo", "the server's `name` on the relay: its certificate's DNS SAN")
@@ -66,6 +67,8 @@ func main() {
 	}
 }
 
+// run writes the demo CA and the server, client and relay certificates,
+// each with its key, into dir.
 func run(dir, name, client string, relayHosts []string, valid time.Duration) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -102,28 +105,20 @@ func run(dir, name, client string, relayHosts []string, valid time.Duration) err
 
 // newCA returns a self-signed CA certificate and its key.
 func newCA(cn string, valid time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl, err := template(cn, valid)
+	tmpl, key, err := newTemplate(cn, valid)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl.IsCA = true
 	tmpl.BasicConstraintsValid = true
 	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	return sign(tmpl, tmpl, &key.PublicKey, key, key)
+	return sign(tmpl, tmpl, key, key)
 }
 
 // newLeaf returns a certificate for cn signed by ca, with each of sans as
 // a DNS name or an IP address SAN.
 func newLeaf(ca *x509.Certificate, caKey crypto.Signer, cn string, sans []string, usage x509.ExtKeyUsage, valid time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl, err := template(cn, valid)
+	tmpl, key, err := newTemplate(cn, valid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -139,13 +134,20 @@ func newLeaf(ca *x509.Certificate, caKey crypto.Signer, cn string, sans []string
 			tmpl.DNSNames = append(tmpl.DNSNames, s)
 		}
 	}
-	return sign(tmpl, ca, &key.PublicKey, caKey, key)
+	return sign(tmpl, ca, caKey, key)
 }
 
-func template(cn string, valid time.Duration) (*x509.Certificate, error) {
+// newTemplate returns a new P-256 key and the template of a certificate
+// for cn, with a random serial, valid from an hour ago (for clock skew)
+// for valid.
+func newTemplate(cn string, valid time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := time.Now()
 	return &x509.Certificate{
@@ -153,11 +155,13 @@ func template(cn string, valid time.Duration) (*x509.Certificate, error) {
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"clusterlink relay demo"}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(valid),
-	}, nil
+	}, key, nil
 }
 
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer, key *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
+// sign issues tmpl for key's public key, signed by parent with parentKey,
+// and returns the certificate and key.
+func sign(tmpl, parent *x509.Certificate, parentKey crypto.Signer, key *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		return nil, nil, err
 	}

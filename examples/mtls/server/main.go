@@ -42,6 +42,7 @@ import (
 	"github.com/clusterlink-relay/relay/examples/internal/pki"
 )
 
+// main parses the flags and serves until a signal.
 func main() {
 	relay := flag.String("relay", "http://127.0.0.1:8080", "`URL` of the relay: http://host:port, https://host:port or host:port")
 	name := flag.String("name", "secure-echo", "`name` to register on the relay; server.pem must cover it")
@@ -55,6 +56,8 @@ func main() {
 	}
 }
 
+// run loads the certificates in certs, registers name on relay with MTLS
+// end to end, and echoes every connection until SIGINT or SIGTERM.
 func run(log *slog.Logger, relay, name, certs, relayCA string) error {
 	// server.pem and server-key.pem, ca.pem for the clients, and the
 	// relay's CAs.
