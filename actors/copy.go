@@ -20,18 +20,23 @@ var copyPool bytebufferpool.Pool
 // move with splice(2) and never through user space (see spliceLoop); any
 // wrapper (TLS to the relay, a counting conn) takes the pooled-buffer path
 // instead, with a buffer of bufSize.
-func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
+//
+// With l (nil for a pair without limits) it enforces the pair's limits: it
+// returns errIdle when neither direction moved a byte for l.idle, and
+// errTooMuch once this direction has carried l.maxBytes and more comes.
+func copyStream(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64, error) {
 	n, err := writeHead(dst, head)
 	if err != nil {
 		return n, err
 	}
+	l.moved(n)
 	if d, s, ok := spliceable(dst, src); ok {
 		// No defer and few locals here: an idle pair's pumps park below
 		// this frame, and a shallow stack lets the runtime shrink theirs
 		// to its smallest size.
-		return spliceLoop(d, s, n, bufSize, nil)
+		return spliceLoop(d, s, n, bufSize, l)
 	}
-	return copyThrough(dst, src, n, bufSize, nil)
+	return copyThrough(dst, src, n, bufSize, l)
 }
 
 // spliceLoop copies src to dst with splice(2), one burst at a time, and
@@ -49,7 +54,7 @@ func copyStream(dst, src net.Conn, head []byte, bufSize int) (int64, error) {
 // (copyThrough), whose reads step over the urgent byte as a buffered relay
 // does. spliceLoop never loops without moving a byte.
 //
-// With l, it enforces the pair's limits as copyLimited does.
+// With l, it enforces the pair's limits as copyStream says.
 func spliceLoop(dst, src *net.TCPConn, n int64, bufSize int, l *limits) (int64, error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
@@ -60,43 +65,30 @@ func spliceLoop(dst, src *net.TCPConn, n int64, bufSize int, l *limits) (int64, 
 			return n, err
 		}
 		avail, urgent, err := queued(rc)
-		if err == nil && urgent {
-			return copyThrough(dst, src, n, bufSize, l)
-		}
-		if err == nil && avail == 0 {
-			return n, nil // src ended cleanly
-		}
-		if l != nil {
-			// Activity is recorded per burst: keep bursts short enough
-			// for the idle clock, as the buffered path does.
-			avail = min(avail, chunk)
-		}
-		if err == nil && l != nil && l.maxBytes > 0 {
-			if n >= l.maxBytes {
-				// The limit is reached and more bytes came: the next
-				// one breaks it, and is not forwarded.
-				return n, errTooMuch
-			}
-			avail = min(avail, l.maxBytes-n)
-		}
 		if err == nil {
+			switch {
+			case urgent:
+				return copyThrough(dst, src, n, bufSize, l)
+			case avail == 0:
+				return n, nil // src ended cleanly
+			}
+			if avail, err = l.burst(avail, n); err != nil {
+				return n, err
+			}
 			var m int64
 			m, err = dst.ReadFrom(&io.LimitedReader{R: src, N: avail})
 			n += m
 			l.moved(m)
-			if err == nil && m == 0 {
-				// Bytes are queued but splice moved none: an urgent
-				// mark came between the count and the splice.
-				return copyThrough(dst, src, n, bufSize, l)
-			}
-		}
-		if err != nil {
-			if l.stillActive(err) {
+			if err == nil {
+				if m == 0 {
+					// Bytes are queued but splice moved none: an urgent
+					// mark came between the count and the splice.
+					return copyThrough(dst, src, n, bufSize, l)
+				}
 				continue
 			}
-			if l != nil && errors.Is(err, os.ErrDeadlineExceeded) && l.idle > 0 && !l.stopped.Load() {
-				return n, errIdle
-			}
+		}
+		if err = l.readErr(err); err != nil {
 			return n, err
 		}
 	}
@@ -106,17 +98,23 @@ func spliceLoop(dst, src *net.TCPConn, n int64, bufSize int, l *limits) (int64, 
 // bufSize, even between raw TCP conns, enforcing l if it is set; n is what
 // was copied before.
 func copyThrough(dst, src net.Conn, n int64, bufSize int, l *limits) (int64, error) {
-	bb := pooledBuffer(bufSize)
-	defer releaseBuffer(bb)
+	bb := copyPool.Get()
+	if cap(bb.B) < bufSize {
+		// bytebufferpool hands out empty buffers until it has calibrated:
+		// size it explicitly.
+		bb.B = make([]byte, bufSize)
+	}
+	bb.B = bb.B[:bufSize]
+	defer copyPool.Put(bb)
 	if l == nil {
-		m, err := copyOnce(dst, src, bb)
+		m, err := copyBuffered(dst, src, bb.B)
 		return n + m, err
 	}
-	return limitedLoop(dst, src, n, bb, l)
+	return limitedLoop(dst, src, n, bb.B, l)
 }
 
 // spliceable returns dst and src as raw TCP conns when a copy between them
-// can splice.
+// can splice: both are raw TCP sockets, on a system with splice(2).
 func spliceable(dst, src net.Conn) (*net.TCPConn, *net.TCPConn, bool) {
 	d, dok := dst.(*net.TCPConn)
 	s, sok := src.(*net.TCPConn)
@@ -133,40 +131,10 @@ func writeHead(dst net.Conn, head []byte) (int64, error) {
 	return int64(m), err
 }
 
-// copyBuffer returns nil when a copy from src to dst can splice, and a
-// pooled buffer of size bytes otherwise; releaseBuffer returns it.
-func copyBuffer(dst, src net.Conn, size int) *bytebufferpool.ByteBuffer {
-	if canSplice(dst, src) {
-		return nil
-	}
-	return pooledBuffer(size)
-}
-
-// pooledBuffer returns a pooled buffer of size bytes.
-func pooledBuffer(size int) *bytebufferpool.ByteBuffer {
-	bb := copyPool.Get()
-	if cap(bb.B) < size {
-		// bytebufferpool hands out empty buffers until it has calibrated:
-		// size it explicitly.
-		bb.B = make([]byte, size)
-	}
-	bb.B = bb.B[:size]
-	return bb
-}
-
-func releaseBuffer(bb *bytebufferpool.ByteBuffer) {
-	if bb != nil {
-		copyPool.Put(bb)
-	}
-}
-
-// copyOnce copies src (a socket, or a LimitedReader over one) to dst:
-// with splice(2) when bb is nil, through bb otherwise.
-func copyOnce(dst net.Conn, src io.Reader, bb *bytebufferpool.ByteBuffer) (int64, error) {
-	if bb == nil {
-		return io.Copy(dst, src)
-	}
-	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, bb.B)
+// copyBuffered copies src (a socket, or a LimitedReader over one) to dst
+// through buf.
+func copyBuffered(dst net.Conn, src io.Reader, buf []byte) (int64, error) {
+	return io.CopyBuffer(writerOnly{dst}, readerOnly{src}, buf)
 }
 
 // chunk is the most a limited pump copies per call, spliced or buffered:
@@ -211,43 +179,49 @@ func (l *limits) moved(m int64) {
 	}
 }
 
-// stillActive reports whether err is only arm's deadline passing while the
-// pair is busy: one direction or the other moved bytes within the idle
-// timeout, and the pair is not aborting.
-func (l *limits) stillActive(err error) bool {
+// burst returns how many of the avail bytes queued on the source the next
+// splice may move, n having been moved already: all of them without
+// limits; with limits at most chunk, so that activity is recorded per
+// burst as the buffered path does, and no more than the byte limit leaves.
+// It fails with errTooMuch once the limit is reached and more bytes came:
+// the next one breaks it, and is not forwarded.
+func (l *limits) burst(avail, n int64) (int64, error) {
+	if l == nil {
+		return avail, nil
+	}
+	avail = min(avail, chunk)
+	if l.maxBytes > 0 {
+		if n >= l.maxBytes {
+			return 0, errTooMuch
+		}
+		avail = min(avail, l.maxBytes-n)
+	}
+	return avail, nil
+}
+
+// readErr sorts a copy's error under arm's deadline: nil when it is only
+// the deadline passing while the pair is busy (one direction or the other
+// moved bytes within the idle timeout, and the pair is not aborting: wait
+// again), errIdle when neither moved a byte for the idle timeout, and err
+// itself otherwise.
+func (l *limits) readErr(err error) error {
 	if l == nil || l.idle <= 0 || l.stopped.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false
+		return err
 	}
-	return time.Since(time.Unix(0, l.active.Load())) < l.idle
+	if time.Since(time.Unix(0, l.active.Load())) < l.idle {
+		return nil
+	}
+	return errIdle
 }
 
-// copyLimited copies src to dst like copyStream, enforcing l: it returns
-// errIdle when neither direction moved a byte for l.idle, and errTooMuch
-// once this direction has carried l.maxBytes and more comes. Raw TCP ends
-// still splice.
-func copyLimited(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64, error) {
-	n, err := writeHead(dst, head)
-	if err != nil {
-		return n, err
-	}
-	l.moved(n)
-	if d, s, ok := spliceable(dst, src); ok {
-		return spliceLoop(d, s, n, bufSize, l)
-	}
-	buf := copyBuffer(dst, src, bufSize)
-	defer releaseBuffer(buf)
-	return limitedLoop(dst, src, n, buf, l)
-}
-
-// limitedLoop is copyLimited's loop: chunks of at most chunk bytes through
-// buf (splice(2) when buf is nil), l's limits checked between them; n is
-// what was copied before.
-func limitedLoop(dst, src net.Conn, n int64, buf *bytebufferpool.ByteBuffer, l *limits) (int64, error) {
+// limitedLoop is copyThrough's loop for a pair with limits: chunks of at
+// most chunk bytes through buf, l's limits checked between them; n is what
+// was copied before.
+func limitedLoop(dst, src net.Conn, n int64, buf []byte, l *limits) (int64, error) {
 	for {
 		if err := l.arm(src); err != nil {
 			return n, err
 		}
-		var m int64
 		var err error
 		if l.maxBytes > 0 && n >= l.maxBytes {
 			// The limit is reached: one more byte breaks it, and is not
@@ -258,15 +232,13 @@ func limitedLoop(dst, src net.Conn, n int64, buf *bytebufferpool.ByteBuffer, l *
 			if k > 0 {
 				return n, errTooMuch
 			}
-			if err == io.EOF {
+			if err == nil || err == io.EOF {
 				return n, nil
 			}
 		} else {
-			want := int64(chunk)
-			if l.maxBytes > 0 {
-				want = min(want, l.maxBytes-n)
-			}
-			m, err = copyOnce(dst, &io.LimitedReader{R: src, N: want}, buf)
+			want, _ := l.burst(chunk, n) // n is below the limit
+			var m int64
+			m, err = copyBuffered(dst, &io.LimitedReader{R: src, N: want}, buf)
 			n += m
 			l.moved(m)
 			if err == nil {
@@ -276,22 +248,10 @@ func limitedLoop(dst, src net.Conn, n int64, buf *bytebufferpool.ByteBuffer, l *
 				continue
 			}
 		}
-		if l.stillActive(err) {
-			continue
+		if err = l.readErr(err); err != nil {
+			return n, err
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && l.idle > 0 && !l.stopped.Load() {
-			return n, errIdle
-		}
-		return n, err
 	}
-}
-
-// canSplice reports whether a copy from src to dst takes Linux's splice
-// path: both must be raw TCP sockets.
-func canSplice(dst, src net.Conn) bool {
-	_, d := dst.(*net.TCPConn)
-	_, s := src.(*net.TCPConn)
-	return d && s
 }
 
 // writerOnly and readerOnly hide ReadFrom and WriteTo, so that io.CopyBuffer

@@ -250,3 +250,21 @@ func TestSpliceLoopUrgentData(t *testing.T) {
 		})
 	}
 }
+
+// TestSpliceable checks which conn pairs take the splice path.
+func TestSpliceable(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	if _, _, ok := spliceable(a, b); !ok {
+		t.Fatal("two *net.TCPConn must take the splice path")
+	}
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	_, _, ok1 := spliceable(a, p1)
+	_, _, ok2 := spliceable(p1, a)
+	if ok1 || ok2 {
+		t.Fatal("a wrapped conn must take the buffered path")
+	}
+}

@@ -85,6 +85,17 @@ type group struct {
 	next    int // round robin over members
 }
 
+// member returns the member of g whose registration id is id (compared in
+// constant time), or nil.
+func (d *directory) member(g *group, id wire.Token) *actor.PID {
+	for _, pid := range g.members {
+		if r := d.regs[pid.Id]; r != nil && subtle.ConstantTimeCompare(id[:], r.ID[:]) == 1 {
+			return pid
+		}
+	}
+	return nil
+}
+
 // leave removes pid from name's group, and the group once it is empty.
 func (d *directory) leave(name string, pid *actor.PID) {
 	g := d.names[name]
@@ -111,11 +122,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 	if g := d.names[req.Name]; g != nil {
 		var old *actor.PID
 		if !req.Replaces.IsZero() {
-			for _, pid := range g.members {
-				if r := d.regs[pid.Id]; r != nil && subtle.ConstantTimeCompare(req.Replaces[:], r.ID[:]) == 1 {
-					old = pid
-				}
-			}
+			old = d.member(g, req.Replaces)
 		}
 		switch {
 		case old != nil:
@@ -181,23 +188,18 @@ func (d *directory) dial(ctx actor.Context, m *dialMsg) {
 
 func (d *directory) callback(ctx actor.Context, m *callbackMsg) {
 	pid := d.tokens[m.token]
-	if pid != nil {
-		if _, live := d.regs[pid.Id]; !live {
-			// The registration has ended; its pending dials are being
-			// answered 502 and the token is as good as spent.
-			m.reply <- callbackReply{err: refuseUsedToken}
-			return
-		}
+	switch {
+	case pid == nil && !d.tombstones.Contains(m.token):
+		m.reply <- callbackReply{err: refuseUnknownToken}
+	case pid == nil:
+		m.reply <- callbackReply{err: refuseUsedToken}
+	case d.regs[pid.Id] == nil:
+		// The registration has ended; its pending dials are being
+		// answered 502 and the token is as good as spent.
+		m.reply <- callbackReply{err: refuseUsedToken}
+	default:
+		ctx.Send(pid, m)
 	}
-	if pid == nil {
-		if d.tombstones.Contains(m.token) {
-			m.reply <- callbackReply{err: refuseUsedToken}
-		} else {
-			m.reply <- callbackReply{err: refuseUnknownToken}
-		}
-		return
-	}
-	ctx.Send(pid, m)
 }
 
 // stopOnPanic stops a failing actor instead of restarting it: a restarted

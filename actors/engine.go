@@ -104,15 +104,12 @@ func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
 	}
 }
 
-// lateReply collects the reply to a request whose caller gave up because
-// ctx ended, so that what the actors granted meanwhile (a registration, a
-// pending dial, a pairing) is released at once rather than at its deadline.
-// It waits at most the reply bound, and reports whether a reply came.
-func lateReply[R any](e *Engine, ctx context.Context, reply chan R) (R, bool) {
-	var zero R
-	if ctx.Err() == nil {
-		return zero, false // the reply bound passed: the actor is gone
-	}
+// lateReply collects the reply to a request whose caller gave up (ctx
+// ended, or the reply bound passed while the actor was busy), so that what
+// the actors granted meanwhile (a registration, a pending dial, a pairing,
+// a park) is released at once rather than left without an owner. It waits
+// at most the reply bound again, and reports whether a reply came.
+func lateReply[R any](e *Engine, reply chan R) (R, bool) {
 	r, err := await(context.Background(), e, reply)
 	return r, err == nil
 }
@@ -146,7 +143,7 @@ func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registrati
 	e.send(e.directory, &registerMsg{req: req, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
-		if r, late := lateReply(e, ctx, reply); late && r.reg != nil {
+		if r, late := lateReply(e, reply); late && r.reg != nil {
 			r.reg.Close()
 		}
 		return nil, err
@@ -166,7 +163,7 @@ func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) 
 	e.send(e.directory, &dialMsg{name: name, clientName: clientName, clientAddr: clientAddr, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
-		if r, late := lateReply(e, ctx, reply); late && r.pending != nil {
+		if r, late := lateReply(e, reply); late && r.pending != nil {
 			r.pending.Cancel()
 		}
 		return nil, err
@@ -186,7 +183,7 @@ func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (
 	e.send(e.directory, &callbackMsg{token: token, registration: registration, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
-		if r, late := lateReply(e, ctx, reply); late && r.pairing != nil {
+		if r, late := lateReply(e, reply); late && r.pairing != nil {
 			r.pairing.Abort(Server)
 		}
 		return nil, err

@@ -317,21 +317,6 @@ func TestCloseAnswersEverything(t *testing.T) {
 	}
 }
 
-func TestCanSplice(t *testing.T) {
-	a, b := tcpPair(t)
-	defer a.Close()
-	defer b.Close()
-	if !canSplice(a, b) {
-		t.Fatal("two *net.TCPConn must take the splice path")
-	}
-	p1, p2 := net.Pipe()
-	defer p1.Close()
-	defer p2.Close()
-	if canSplice(a, p1) || canSplice(p1, a) {
-		t.Fatal("a wrapped conn must take the buffered path")
-	}
-}
-
 // TestDrainWithFullQueue checks that a drain reaches a registration whose
 // event queue is full: it is a signal, not a queued event.
 func TestDrainWithFullQueue(t *testing.T) {

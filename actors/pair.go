@@ -102,34 +102,15 @@ func (pa *pair) Receive(ctx actor.Context) {
 // pump to finish closes both conns.
 func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 	defer pa.engine.wg.Done()
-	var n int64
-	var err error
-	if pa.limits != nil {
-		n, err = copyLimited(dst, src, head, pa.engine.cfg.CopyBuffer, pa.limits)
-		switch err {
-		case errIdle:
-			if pa.cut.CompareAndSwap(false, true) {
-				pa.engine.stats.pairsCut[cutIdle].Add(1)
-			}
-		case errTooMuch:
-			if pa.cut.CompareAndSwap(false, true) {
-				pa.engine.stats.pairsCut[cutBytes].Add(1)
-			}
-		}
-	} else {
-		n, err = copyStream(dst, src, head, pa.engine.cfg.CopyBuffer)
-	}
+	n, err := copyStream(dst, src, head, pa.engine.cfg.CopyBuffer, pa.limits)
+	pa.countCut(err)
 	pa.engine.stats.bytes[dir].Add(n)
 	if dir == toServer {
 		pa.pairing.reg.bytesIn.Add(n)
 	} else {
 		pa.pairing.reg.bytesOut.Add(n)
 	}
-	if err == nil {
-		if cwErr := closeWrite(dst); cwErr != nil {
-			pa.abort()
-		}
-	} else {
+	if err != nil || closeWrite(dst) != nil {
 		pa.abort()
 	}
 	if pa.finished.Add(1) == 2 {
@@ -145,6 +126,21 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 		}
 	}
 	pa.engine.root.Send(self, &copyDoneMsg{dir: dir, n: n, err: err})
+}
+
+// countCut counts the pair as cut by the limit err names, if any: once per
+// pair, whichever pump hits a limit first.
+func (pa *pair) countCut(err error) {
+	cut := -1
+	switch err {
+	case errIdle:
+		cut = cutIdle
+	case errTooMuch:
+		cut = cutBytes
+	}
+	if cut >= 0 && pa.cut.CompareAndSwap(false, true) {
+		pa.engine.stats.pairsCut[cut].Add(1)
+	}
 }
 
 // abort makes both copies return at once, without closing anything: the

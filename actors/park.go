@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"crypto/subtle"
 	"net/http"
 	"sync"
 
@@ -152,10 +151,9 @@ func (e *Engine) Park(ctx context.Context, name string, registration wire.Token)
 	e.send(e.directory, &parkMsg{name: name, registration: registration, reply: reply})
 	r, err := await(ctx, e, reply)
 	if err != nil {
-		// A park granted after the caller gave up (ctx ended, or the
-		// reply bound passed) must not stay in the pool without a
+		// A park granted meanwhile must not stay in the pool without a
 		// handler, and a dial already handed to it must move on.
-		if r, err := await(context.Background(), e, reply); err == nil && r.parked != nil && !r.parked.Leave() {
+		if r, late := lateReply(e, reply); late && r.parked != nil && !r.parked.Leave() {
 			r.parked.Fail()
 		}
 		return nil, err
@@ -174,11 +172,9 @@ func (d *directory) park(ctx actor.Context, m *parkMsg) {
 		return
 	}
 	if g := d.names[m.name]; g != nil {
-		for _, pid := range g.members {
-			if r := d.regs[pid.Id]; r != nil && subtle.ConstantTimeCompare(m.registration[:], r.ID[:]) == 1 {
-				ctx.Send(pid, m)
-				return
-			}
+		if pid := d.member(g, m.registration); pid != nil {
+			ctx.Send(pid, m)
+			return
 		}
 	}
 	m.reply <- parkReply{err: refuseUnknownRegistration}

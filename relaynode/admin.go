@@ -81,15 +81,7 @@ func (n *Node) ServeAdmin(ln net.Listener) error {
 		IdleTimeout:       60 * time.Second,
 		ConnState:         n.connState,
 	}
-	n.mu.Lock()
-	if n.closing {
-		n.mu.Unlock()
-		ln.Close()
-		return http.ErrServerClosed
-	}
-	n.servers[srv] = true
-	n.mu.Unlock()
-	return srv.Serve(ln)
+	return n.serve(srv, ln, true)
 }
 
 // Status is a snapshot of the node for operators: /status.json.

@@ -216,7 +216,7 @@ func (n *Node) serveDial(w http.ResponseWriter, r *http.Request, name string) {
 		o.Pairing.Abort(actors.Client)
 		return
 	}
-	n.upgrade(w, o.Pairing, actors.Client, nil)
+	n.upgrade(w, o.Pairing, actors.Client)
 }
 
 // serveAccept takes a server's callback: the token must be live and belong
@@ -231,9 +231,8 @@ func (n *Node) serveAccept(w http.ResponseWriter, r *http.Request, tokenText str
 		refuse(w, http.StatusBadRequest, "malformed token")
 		return
 	}
-	regID, err := wire.ParseToken(r.Header.Get(wire.HeaderRegistration))
-	if err != nil {
-		refuse(w, http.StatusBadRequest, "missing or malformed "+wire.HeaderRegistration)
+	regID, ok := registrationHeader(w, r)
+	if !ok {
 		return
 	}
 	p, err := n.engine.Callback(r.Context(), token, regID)
@@ -242,8 +241,18 @@ func (n *Node) serveAccept(w http.ResponseWriter, r *http.Request, tokenText str
 		refuseErr(w, err)
 		return
 	}
-	extra := []string{wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr}
-	n.upgrade(w, p, actors.Server, extra)
+	n.upgrade(w, p, actors.Server)
+}
+
+// registrationHeader returns the registration id a callback or park
+// presents, or answers 400 and reports false.
+func registrationHeader(w http.ResponseWriter, r *http.Request) (wire.Token, bool) {
+	id, err := wire.ParseToken(r.Header.Get(wire.HeaderRegistration))
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "missing or malformed "+wire.HeaderRegistration)
+		return wire.Token{}, false
+	}
+	return id, true
 }
 
 // servePark holds a parked callback of the warm pool until a dial is
@@ -256,9 +265,8 @@ func (n *Node) servePark(w http.ResponseWriter, r *http.Request, name string) {
 		refuseNoUpgrade(w)
 		return
 	}
-	regID, err := wire.ParseToken(r.Header.Get(wire.HeaderRegistration))
-	if err != nil {
-		refuse(w, http.StatusBadRequest, "missing or malformed "+wire.HeaderRegistration)
+	regID, ok := registrationHeader(w, r)
+	if !ok {
 		return
 	}
 	if rf := n.edge.admitPark(n.engine); rf != nil {
@@ -307,7 +315,7 @@ func (n *Node) servePark(w http.ResponseWriter, r *http.Request, name string) {
 		refuseErr(w, err)
 		return
 	}
-	n.upgrade(w, pr, actors.Server, []string{wire.HeaderClientName, pr.ClientName, wire.HeaderClientAddr, pr.ClientAddr})
+	n.upgrade(w, pr, actors.Server)
 }
 
 // clientAddr returns the address of the client behind r: the TCP peer, or,
@@ -352,10 +360,7 @@ func (n *Node) trusted(a netip.Addr) bool {
 // Handler mounted elsewhere cannot reach its socket.
 func (n *Node) capSendBuffer(r *http.Request) {
 	c, _ := r.Context().Value(connKey{}).(net.Conn)
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if tcp, ok := c.(*net.TCPConn); ok {
+	if tcp := tcpConn(c); tcp != nil {
 		_ = tcp.SetWriteBuffer(n.cfg.StreamSendBuffer)
 	}
 }
@@ -364,12 +369,18 @@ func (n *Node) capSendBuffer(r *http.Request) {
 // listener the node was given: half-open peers of long-lived pairs are then
 // found by the kernel.
 func keepAlive(c net.Conn) {
+	if tcp := tcpConn(c); tcp != nil {
+		_ = tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4})
+	}
+}
+
+// tcpConn returns the TCP socket under c, a raw or TLS conn, or nil.
+func tcpConn(c net.Conn) *net.TCPConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if tcp, ok := c.(*net.TCPConn); ok {
-		_ = tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4})
-	}
+	tcp, _ := c.(*net.TCPConn)
+	return tcp
 }
 
 // appendHeader appends one "key: value" header line.
@@ -382,8 +393,9 @@ func appendHeader(b []byte, key, value string) []byte {
 
 // upgrade hijacks the request's connection, writes the 101 and offers the
 // connection, with the bytes that came behind the request, to the pairing.
-// extra holds header name and value pairs for the 101.
-func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Side, extra []string) {
+// The server's 101 names the client (Relay-Client-Name and
+// Relay-Client-Addr, when known).
+func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Side) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		p.Abort(side)
@@ -393,9 +405,12 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 	b := make([]byte, 0, 256)
 	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+wire.UpgradeProtocol+"\r\n"...)
 	b = appendHeader(b, wire.HeaderNode, n.engine.NodeID())
-	for i := 0; i+1 < len(extra); i += 2 {
-		if extra[i+1] != "" {
-			b = appendHeader(b, extra[i], extra[i+1])
+	if side == actors.Server {
+		if p.ClientName != "" {
+			b = appendHeader(b, wire.HeaderClientName, p.ClientName)
+		}
+		if p.ClientAddr != "" {
+			b = appendHeader(b, wire.HeaderClientAddr, p.ClientAddr)
 		}
 	}
 	b = append(b, "\r\n"...)

@@ -85,15 +85,25 @@ func (a hostileAnswer) String() string {
 	return fmt.Sprintf("%d %q", a.status, a.reason)
 }
 
+// hostileConn dials addr within bound, and gives the connection a
+// deadline bound away.
+func hostileConn(addr string, bound time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, bound)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(bound))
+	return c, nil
+}
+
 // hostileDo sends raw on a new connection to addr and reads one answer,
 // within bound. The connection is closed when it returns.
 func hostileDo(addr, raw string, bound time.Duration) hostileAnswer {
-	c, err := net.DialTimeout("tcp", addr, bound)
+	c, err := hostileConn(addr, bound)
 	if err != nil {
 		return hostileAnswer{err: err}
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(bound))
 	_, werr := io.WriteString(c, raw) // the answer may be there even so
 	a := hostileRead(bufio.NewReader(c), time.Now())
 	if a.status == 0 && werr != nil {
@@ -179,11 +189,10 @@ func hostileCallback(addr string, ce wire.ConnectEvent, regID string, bound time
 }
 
 func hostileUpgradeConn(addr, raw string, bound time.Duration) (net.Conn, hostileAnswer) {
-	c, err := net.DialTimeout("tcp", addr, bound)
+	c, err := hostileConn(addr, bound)
 	if err != nil {
 		return nil, hostileAnswer{err: err}
 	}
-	_ = c.SetDeadline(time.Now().Add(bound))
 	if _, err := io.WriteString(c, raw); err != nil {
 		c.Close()
 		return nil, hostileAnswer{err: err}
@@ -756,12 +765,11 @@ func TestS7MalformedRequests(t *testing.T) {
 // hostileTruncated sends part of a request, half-closes and reads what
 // comes back: nothing (status 0, err nil) or an answer.
 func hostileTruncated(addr, partial string, bound time.Duration) hostileAnswer {
-	c, err := net.DialTimeout("tcp", addr, bound)
+	c, err := hostileConn(addr, bound)
 	if err != nil {
 		return hostileAnswer{err: err}
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(bound))
 	if _, err := io.WriteString(c, partial); err != nil {
 		return hostileAnswer{err: err}
 	}

@@ -208,13 +208,19 @@ func (n *Node) Serve(ln net.Listener) error {
 			return context.WithValue(ctx, connKey{}, c)
 		},
 	}
+	return n.serve(srv, ln, false)
+}
+
+// serve tracks srv, an admin server or not, and serves ln with it until
+// Shutdown or Close; after Close it closes ln and returns at once.
+func (n *Node) serve(srv *http.Server, ln net.Listener, admin bool) error {
 	n.mu.Lock()
 	if n.closing {
 		n.mu.Unlock()
 		ln.Close()
 		return http.ErrServerClosed
 	}
-	n.servers[srv] = false
+	n.servers[srv] = admin
 	n.mu.Unlock()
 	return srv.Serve(ln)
 }
