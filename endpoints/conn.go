@@ -65,8 +65,9 @@ func (c *Conn) takeHead() []byte {
 
 // WriteTo writes the bytes that arrived behind the 101, then everything
 // read from the socket, to w, until EOF. It is what io.Copy(w, c) calls:
-// when w is a TCP socket (or a *Conn over one) and the socket to the relay
-// is TCP, the bytes move with splice(2) instead of through a buffer.
+// when w is a TCP socket (or a *Conn over one, through its ReadFrom) and
+// the socket to the relay is TCP, the bytes move with splice(2) instead of
+// through a buffer.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	if h := c.takeHead(); len(h) > 0 {
@@ -76,25 +77,15 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			return n, err
 		}
 	}
-	if rc, ok := w.(*Conn); ok {
-		w = rc.Conn // writes to a *Conn go straight to its socket
-	}
-	// A *net.TCPConn source reaches w's ReadFrom, which splices from it.
 	m, err := io.Copy(w, c.Conn)
 	return n + m, err
 }
 
 // ReadFrom copies r to the socket until EOF. It is what io.Copy(c, r)
-// calls: when r is a TCP socket (or a *Conn over one with no bytes left
-// from its 101) and the socket to the relay is TCP, the bytes move with
-// splice(2).
+// calls: when r is a TCP socket (or a *Conn over one, through its WriteTo,
+// which writes its head first) and the socket to the relay is TCP, the
+// bytes move with splice(2).
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if rc, ok := r.(*Conn); ok && !rc.hasHead.Load() {
-		r = rc.Conn
-	}
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
 	return io.Copy(c.Conn, r)
 }
 

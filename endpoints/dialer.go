@@ -54,10 +54,7 @@ func (d *RelayDialer) Dial(network, address string) (net.Conn, error) {
 // ctx's error. The dial is also bounded by WithDialTimeout (default 30s).
 // The returned conn is a *Conn.
 func (d *RelayDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	name := address
-	if host, _, err := net.SplitHostPort(address); err == nil {
-		name = host
-	}
+	name := dialName(address)
 	ctx, cancel := context.WithTimeout(ctx, d.opts.dialTimeout)
 	defer cancel()
 	c, err := d.dial(ctx, network, name)
@@ -67,6 +64,8 @@ func (d *RelayDialer) DialContext(ctx context.Context, network, address string) 
 	return c, nil
 }
 
+// dial makes one relayed connection to name, bounded by ctx: a new
+// connection to the relay, the dial request, and its 101.
 func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
@@ -77,18 +76,26 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 	if d.err != nil {
 		return nil, d.err
 	}
-	r := d.relay
-	conn, err := r.connect(ctx, &d.opts, network)
+	conn, err := d.relay.connect(ctx, &d.opts, network)
 	if err != nil {
 		return nil, err
 	}
-	u, err := upgradeExchange(ctx, conn, r, "dial", name, wire.PathDial+name,
+	u, err := upgradeExchange(ctx, conn, d.relay, "dial", name, wire.PathDial+name,
 		upgradeHeaders(wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken)))
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	return newConn(conn, u.head, nil, name, d.clientName), nil
+}
+
+// dialName returns the server name in a dial address: the address itself,
+// or its host when it has a port (name:port, as http.Transport dials).
+func dialName(address string) string {
+	if host, _, err := net.SplitHostPort(address); err == nil {
+		return host
+	}
+	return address
 }
 
 // bearerValue returns an Authorization header value for token, or "" (no

@@ -394,13 +394,7 @@ func TestEarlyBytes(t *testing.T) {
 	// A stand-in relay puts the payload in the same write as its 101, so
 	// the endpoints must serve it from the bytes buffered with the answer.
 	t.Run("fake-relay/dial", func(t *testing.T) {
-		fr := startFakeRelay(t, payload)
-		c, err := endpoints.DialTCP("tcp", serverName, fr.addr, clientName)
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		c := dialFakeRelay(t, payload)
 		readExactlyThenEOF(t, "dialed conn", c, payload)
 	})
 	t.Run("fake-relay/accept", func(t *testing.T) {
@@ -494,13 +488,7 @@ func TestConnCopy(t *testing.T) {
 	t.Run("from-conn-with-head", func(t *testing.T) {
 		// The fake relay writes the payload in the same write as the
 		// 101, so the conn starts with a head.
-		fr := startFakeRelay(t, payload)
-		c, err := endpoints.DialTCP("tcp", serverName, fr.addr, clientName)
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		c := dialFakeRelay(t, payload)
 		a, b := tcpPipe(t)
 		done := make(chan []byte, 1)
 		go func() {
@@ -550,6 +538,21 @@ func TestConnCopy(t *testing.T) {
 			t.Fatalf("echoed bytes differ at %d (got %d bytes)", firstDiff(got, payload), len(got))
 		}
 	})
+}
+
+// dialFakeRelay dials serverName through a fake relay that writes payload
+// in the same write as its 101, and returns the conn with an I/O deadline,
+// closed in cleanup.
+func dialFakeRelay(t testing.TB, payload []byte) net.Conn {
+	t.Helper()
+	fr := startFakeRelay(t, payload)
+	c, err := endpoints.DialTCP("tcp", serverName, fr.addr, clientName)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	return c
 }
 
 // tcpPipe returns the two ends of a loopback TCP connection, closed in

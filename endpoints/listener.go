@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -161,28 +162,15 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 		return nil, err
 	}
 	conn := &idleConn{Conn: raw}
-	resp, _, err := exchange(ctx, conn, l.relay, "listen", l.name, wire.PathListen+l.name,
-		[]string{wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token)}, http.StatusOK)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	sse := wire.NewReader(resp.Body, 0, 0)
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	ev, err := sse.Next()
-	if !stop() {
-		err = ctx.Err()
-	}
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("read ready event: %w", err)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	if ev.Type != wire.EventReady {
-		conn.Close()
-		return nil, fmt.Errorf("%w: first event %q, want %q", ErrProtocol, ev.Type, wire.EventReady)
-	}
-	ready, err := wire.ParseReady(ev.Data)
+	var (
+		sse   *wire.Reader
+		ready wire.ReadyEvent
+	)
+	header := []string{wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token)}
+	err = exchange(ctx, conn, l.relay, wire.PathListen+l.name, header, func() error {
+		sse, ready, err = readReady(ctx, bufio.NewReaderSize(conn, 4096), l.name)
+		return err
+	})
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -194,6 +182,29 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 	_ = conn.SetReadDeadline(time.Now().Add(idle))
 	parkCtx, stopPark := context.WithCancel(l.ctx)
 	return &stream{conn: conn, sse: sse, regID: ready.Registration, parkCtx: parkCtx, stopPark: stopPark}, nil
+}
+
+// readReady reads the answer to a listen request from br: a 200 whose body
+// is the registration's event stream, returned with its first event, which
+// must be ready. Any other status becomes a *RelayError.
+func readReady(ctx context.Context, br *bufio.Reader, name string) (*wire.Reader, wire.ReadyEvent, error) {
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, wire.ReadyEvent{}, ctxErr(ctx, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, wire.ReadyEvent{}, refusal(resp, "listen", name)
+	}
+	sse := wire.NewReader(resp.Body, 0, 0)
+	ev, err := sse.Next()
+	if err != nil {
+		return nil, wire.ReadyEvent{}, fmt.Errorf("read ready event: %w", ctxErr(ctx, err))
+	}
+	if ev.Type != wire.EventReady {
+		return nil, wire.ReadyEvent{}, fmt.Errorf("%w: first event %q, want %q", ErrProtocol, ev.Type, wire.EventReady)
+	}
+	ready, err := wire.ParseReady(ev.Data)
+	return sse, ready, err
 }
 
 // run reads the stream's events and, when it ends, registers again until
@@ -405,7 +416,9 @@ func (l *listener) readEvents(st *stream) error {
 func (l *listener) callback(ce wire.ConnectEvent, regID string) {
 	defer l.wg.Done()
 	defer func() { <-l.sem }()
-	c, err := l.dialCallback(ce, regID)
+	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
+	c, err := l.serverConn(ctx, "accept", ce.Callback, regID)
+	cancel()
 	if err != nil {
 		if l.ctx.Err() == nil {
 			l.failed.Add(1)
@@ -418,12 +431,6 @@ func (l *listener) callback(ce wire.ConnectEvent, regID string) {
 	case <-l.closed:
 		c.Close()
 	}
-}
-
-func (l *listener) dialCallback(ce wire.ConnectEvent, regID string) (*Conn, error) {
-	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
-	defer cancel()
-	return l.serverConn(ctx, "accept", ce.Callback, regID)
 }
 
 // serverConn makes one server-side connection through the relay: a new

@@ -44,10 +44,7 @@ func (d *RelayMTLSDialer) Dial(network, address string, config *tls.Config) (net
 // *tls.Conn whose NetConn is the relayed *Conn; CloseWrite sends a TLS
 // close_notify, which the server reads as EOF.
 func (d *RelayMTLSDialer) DialContext(ctx context.Context, network, address string, config *tls.Config) (net.Conn, error) {
-	name := address
-	if host, _, err := net.SplitHostPort(address); err == nil {
-		name = host
-	}
+	name := dialName(address)
 	c, err := d.dialContext(ctx, network, name, config)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: dial mtls %q: %w", name, err)

@@ -95,37 +95,33 @@ func (r relay) connect(ctx context.Context, o *options, network string) (net.Con
 	return tc, nil
 }
 
-// exchange writes one protocol request on conn and reads the response head.
-// It returns the reader holding any bytes that arrived behind the head. The
-// exchange is bounded by ctx: its deadline becomes the conn's, and its
-// cancellation interrupts the I/O. A non-wantStatus answer becomes a
-// *RelayError.
-func exchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header []string, wantStatus int) (*http.Response, *bufio.Reader, error) {
-	// The context alone bounds the exchange: when it ends, the conn's
-	// deadline moves to the past and the I/O returns, and ctxErr reports
-	// the context's error rather than the I/O error it caused.
+// exchange writes one protocol request on conn, then calls read to read
+// the answer. The context alone bounds both: when it ends, the conn's
+// deadline moves to the past and the I/O returns, and read reports the
+// context's error rather than the I/O error it caused (ctxErr). When read
+// succeeds and ctx is still live, the conn is left with no deadline.
+func exchange(ctx context.Context, conn net.Conn, r relay, path string, header []string, read func() error) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-
 	if _, err := conn.Write(appendRequest(make([]byte, 0, 256), r, path, header)); err != nil {
-		return nil, nil, ctxErr(ctx, err)
+		return ctxErr(ctx, err)
 	}
-	br := bufio.NewReaderSize(conn, 4096)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return nil, nil, ctxErr(ctx, err)
+	if err := read(); err != nil {
+		return err
 	}
-	if resp.StatusCode != wantStatus {
-		reason, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxReasonLen))
-		resp.Body.Close()
-		return nil, nil, &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: strings.TrimSpace(string(reason))}
+	if !stop() {
+		return ctx.Err()
 	}
-	if stop() {
-		_ = conn.SetDeadline(time.Time{})
-	} else {
-		return nil, nil, ctx.Err()
-	}
-	return resp, br, nil
+	_ = conn.SetDeadline(time.Time{})
+	return nil
+}
+
+// refusal reads the reason of an answer that is not the one wanted and
+// returns it as a *RelayError.
+func refusal(resp *http.Response, op, name string) *RelayError {
+	reason, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxReasonLen))
+	resp.Body.Close()
+	return &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: strings.TrimSpace(string(reason))}
 }
 
 // appendRequest appends a protocol request for path to b: POST, no body,
@@ -163,24 +159,28 @@ const maxUpgradeHead = 16 << 10
 // parsed and the bytes behind it copied out, its reader is free.
 var upgradeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
-// upgradeExchange is exchange for a request that switches protocols: a dial,
-// a callback or a park. The 101 is parsed here, line by line and bounded
-// (maxUpgradeHead), keeping only the headers the endpoints use; any other
-// answer goes through http.ReadResponse and becomes a *RelayError. ctx
-// bounds it as it bounds exchange.
-func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header []string) (upgraded, error) {
-	var u upgraded
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if _, err := conn.Write(appendRequest(make([]byte, 0, 256), r, path, header)); err != nil {
-		return u, ctxErr(ctx, err)
-	}
+// upgradeExchange is exchange for a request that switches protocols: a
+// dial, a callback or a park. Its answer is read by readUpgrade.
+func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header []string) (u upgraded, err error) {
 	br := upgradeReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() {
 		br.Reset(nil)
 		upgradeReaders.Put(br)
 	}()
+	err = exchange(ctx, conn, r, path, header, func() error {
+		u, err = readUpgrade(ctx, br, op, name)
+		return err
+	})
+	return u, err
+}
+
+// readUpgrade reads the answer to an upgrade request from br. The 101 is
+// parsed here, line by line and bounded (maxUpgradeHead), keeping only the
+// headers the endpoints use; any other answer goes through
+// http.ReadResponse and becomes a *RelayError.
+func readUpgrade(ctx context.Context, br *bufio.Reader, op, name string) (upgraded, error) {
+	var u upgraded
 	// "HTTP/1.1 101", then a space and a reason, or the line's end.
 	const statusLine = "HTTP/1.1 101"
 	if first, err := br.Peek(len(statusLine) + 1); err != nil {
@@ -190,9 +190,7 @@ func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path
 		if err != nil {
 			return u, ctxErr(ctx, err)
 		}
-		reason, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxReasonLen))
-		resp.Body.Close()
-		return u, &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: strings.TrimSpace(string(reason))}
+		return u, refusal(resp, op, name)
 	}
 	var upgrade bool
 	for total, first := 0, true; ; first = false {
@@ -231,10 +229,6 @@ func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path
 		u.head = make([]byte, n)
 		_, _ = io.ReadFull(br, u.head)
 	}
-	if !stop() {
-		return u, ctx.Err()
-	}
-	_ = conn.SetDeadline(time.Time{})
 	return u, nil
 }
 
@@ -246,7 +240,7 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// upgradeHeaders are the headers of dial and accept requests.
+// upgradeHeaders are the headers of dial, accept and park requests.
 func upgradeHeaders(extra ...string) []string {
 	return append([]string{"Connection", "Upgrade", "Upgrade", wire.UpgradeProtocol}, extra...)
 }

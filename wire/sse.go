@@ -158,6 +158,8 @@ func (r *Reader) Next() (Event, error) {
 	return ev, err
 }
 
+// next reads lines until an event is complete; Next makes its errors
+// sticky.
 func (r *Reader) next() (Event, error) {
 	for {
 		line, err := r.readLine()
@@ -212,6 +214,8 @@ func (r *Reader) next() (Event, error) {
 	}
 }
 
+// eventType returns an event's type for the text of its event field: the
+// known types without allocating, "message" for none.
 func eventType(b []byte) string {
 	switch string(b) {
 	case "":
@@ -231,8 +235,8 @@ func eventType(b []byte) string {
 func (r *Reader) readLine() ([]byte, error) {
 	r.line = r.line[:0]
 	if !r.started {
-		b, err := r.br.Peek(3)
-		if len(b) < 3 && err != nil && err != io.EOF {
+		b, err := r.br.Peek(3) // an error means fewer than 3 bytes
+		if err != nil && err != io.EOF {
 			return nil, err
 		}
 		r.started = true
