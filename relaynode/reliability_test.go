@@ -217,71 +217,6 @@ func dialRetry(t testing.TB, d *endpoints.RelayDialer, name string, bound time.D
 	}
 }
 
-// flow is an endless echo transfer: a writer paced at about 32 MB/s and a
-// reader counting the echo. It ends only when the conn fails.
-type flow struct {
-	conn   net.Conn
-	echoed atomic.Int64
-	done   chan error // the reader's error, once both goroutines ended
-}
-
-func startFlow(c net.Conn) *flow {
-	f := &flow{conn: c, done: make(chan error, 1)}
-	werr := make(chan error, 1)
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			if _, err := c.Write(buf); err != nil {
-				werr <- err
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	go func() {
-		buf := make([]byte, 32<<10)
-		var err error
-		for err == nil {
-			var n int
-			n, err = c.Read(buf)
-			f.echoed.Add(int64(n))
-		}
-		c.Close() // unblocks the writer
-		<-werr
-		f.done <- err
-	}()
-	return f
-}
-
-// waitEchoed waits, at most bound, for the flow to have echoed n bytes.
-func (f *flow) waitEchoed(t testing.TB, n int64, bound time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for f.echoed.Load() < n {
-		if time.Now().After(deadline) {
-			f.conn.Close()
-			<-f.done
-			t.Fatalf("flow echoed %d bytes after %v, want %d", f.echoed.Load(), bound, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// wait waits, at most bound, for the flow to end, and returns its error
-// (io.EOF for a clean end).
-func (f *flow) wait(t testing.TB, bound time.Duration) error {
-	t.Helper()
-	select {
-	case err := <-f.done:
-		return err
-	case <-time.After(bound):
-		f.conn.Close()
-		<-f.done
-		t.Fatalf("flow still running %v after its relay went", bound)
-		return nil
-	}
-}
-
 // freeLoopbackAddr returns a loopback address that was free a moment ago.
 func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
@@ -356,11 +291,11 @@ func TestRelayRestart(t *testing.T) {
 		took = append(took, time.Since(t0))
 
 		c := dialRetry(t, d, "c1", 10*time.Second)
-		f := startFlow(c)
-		f.waitEchoed(t, 256<<10, 10*time.Second)
+		f := relaytest.StartFlow(c)
+		f.WaitEchoed(t, 256<<10, 10*time.Second)
 		stop() // killed mid-stream
-		err = f.wait(t, 10*time.Second)
-		t.Logf("cycle %2d: restart→first dial %v (%d attempts); transfer cut after %d bytes echoed: %v", i, took[i].Round(time.Millisecond), attempts, f.echoed.Load(), err)
+		err = f.Wait(t, 10*time.Second)
+		t.Logf("cycle %2d: restart→first dial %v (%d attempts); transfer cut after %d bytes echoed: %v", i, took[i].Round(time.Millisecond), attempts, f.Echoed(), err)
 	}
 	if errs := loop.acceptErrs(); len(errs) > 0 {
 		t.Errorf("Accept returned errors across restarts: %v", errs)
@@ -455,9 +390,9 @@ func testShutdown(t *testing.T, endless int) {
 				return
 			}
 			if kind == 'E' {
-				f := startFlow(c)
+				f := relaytest.StartFlow(c)
 				started <- struct{}{}
-				err := <-f.done
+				err := <-f.Done()
 				clientEnds <- transferEnd{kind: kind, err: err, at: time.Now()}
 				return
 			}

@@ -9,12 +9,12 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
 // TestBinaryKilled is C1 with the real binary: the relay process is killed
@@ -140,27 +140,12 @@ func TestBinaryKilled(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		echoed, done := stream(c)
-		deadline := time.Now().Add(10 * time.Second)
-		for echoed.Load() < 256<<10 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if echoed.Load() < 256<<10 {
-			c.Close()
-			<-done
-			t.Fatalf("cycle %d: transfer echoed only %d bytes", i, echoed.Load())
-		}
+		f := relaytest.StartFlow(c)
+		f.WaitEchoed(t, 256<<10, 10*time.Second)
 		kill()
-		var cut error
-		select {
-		case cut = <-done:
-		case <-time.After(10 * time.Second):
-			c.Close()
-			<-done
-			t.Fatalf("cycle %d: transfer still running 10s after SIGKILL", i)
-		}
+		cut := f.Wait(t, 10*time.Second)
 		t.Logf("cycle %2d: process start→first dial %v (%d attempts); transfer cut after %d bytes echoed: %v",
-			i, took[i].Round(time.Millisecond), attempts, echoed.Load(), cut)
+			i, took[i].Round(time.Millisecond), attempts, f.Echoed(), cut)
 		if time.Since(begin) > 80*time.Second {
 			t.Fatalf("cycle %d: %v spent, over the 80s budget", i, time.Since(begin))
 		}
@@ -230,35 +215,4 @@ func echoOnce(d *endpoints.RelayDialer, name string) error {
 		return fmt.Errorf("echo %q", got)
 	}
 	return nil
-}
-
-// stream writes to c without end, paced, while counting the echo. done
-// receives the read error once both of its goroutines have ended.
-func stream(c net.Conn) (echoed *atomic.Int64, done <-chan error) {
-	echoed = new(atomic.Int64)
-	ch := make(chan error, 1)
-	werr := make(chan struct{})
-	go func() {
-		defer close(werr)
-		buf := make([]byte, 32<<10)
-		for {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	go func() {
-		buf := make([]byte, 32<<10)
-		var err error
-		for err == nil {
-			var n int
-			n, err = c.Read(buf)
-			echoed.Add(int64(n))
-		}
-		c.Close()
-		<-werr
-		ch <- err
-	}()
-	return echoed, ch
 }
