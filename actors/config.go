@@ -122,16 +122,10 @@ func (m Mailbox) producer(mw ...actor.MailboxMiddleware) actor.MailboxProducer {
 	}
 }
 
-// Config configures an Engine. The zero value is ready to use.
-type Config struct {
-	// Logger receives the engine's logs and the actor system's own, the
-	// latter at warn and above. Nil discards.
-	Logger *slog.Logger
-	// NodeID names this relay in ready events. Empty means a random id.
-	NodeID string
-	// Mailboxes sets each actor kind's mailbox. Zero fields take
-	// DefaultMailboxes.
-	Mailboxes Mailboxes
+// Limits are the engine's limits. The engine's Config and relaynode's
+// Config both embed it, so each limit and its default are stated here
+// once. A zero field takes its default (WithDefaults).
+type Limits struct {
 	// EventQueue is the number of SSE events a registration may have queued
 	// and unwritten. A dial that finds it full is refused with 503.
 	// Default 64.
@@ -151,11 +145,12 @@ type Config struct {
 	// a connection). Default 4096: a 5-minute soak with 65536 showed the
 	// cache's map creeping under churn, and 4096 flat (docs/OPERATIONS.md).
 	Tombstones int
-	// CopyBuffer is the size of the pooled copy buffer used when a pair
-	// cannot splice. Default 32 KiB.
+	// CopyBuffer is the size in bytes of the pooled copy buffer used when a
+	// pair cannot splice. Default 32 KiB.
 	CopyBuffer int
 	// PairIdleTimeout cuts a pair when neither direction has moved a byte
-	// for that long. Zero (the default) means never.
+	// for that long. Zero (the default) means never. With a limit set,
+	// pairs copy in 1 MiB chunks (still splice(2)).
 	PairIdleTimeout time.Duration
 	// PairMaxDuration cuts a pair that long after it started. Zero (the
 	// default) means never.
@@ -163,6 +158,70 @@ type Config struct {
 	// PairMaxBytes cuts a pair once either direction has carried that many
 	// bytes. Zero (the default) means no limit.
 	PairMaxBytes int64
+}
+
+// WithDefaults returns l with every zero field set to its default.
+func (l Limits) WithDefaults() Limits {
+	if l.EventQueue == 0 {
+		l.EventQueue = 64
+	}
+	if l.CallbackTimeout == 0 {
+		l.CallbackTimeout = 10 * time.Second
+	}
+	if l.MaxPendingPerName == 0 {
+		l.MaxPendingPerName = 1024
+	}
+	if l.MaxParked == 0 {
+		l.MaxParked = 16
+	}
+	if l.Tombstones == 0 {
+		l.Tombstones = 4096
+	}
+	if l.CopyBuffer == 0 {
+		l.CopyBuffer = 32 << 10
+	}
+	return l
+}
+
+// Validate reports every nonsensical field of l, joined.
+func (l Limits) Validate() error {
+	var errs []error
+	if l.EventQueue < 0 || l.EventQueue > 1<<16 {
+		errs = append(errs, fmt.Errorf("actors: EventQueue %d out of range [1, 65536]", l.EventQueue))
+	}
+	if l.CallbackTimeout < 0 {
+		errs = append(errs, fmt.Errorf("actors: CallbackTimeout %v is negative", l.CallbackTimeout))
+	}
+	if l.MaxPendingPerName < 0 {
+		errs = append(errs, fmt.Errorf("actors: MaxPendingPerName %d is negative", l.MaxPendingPerName))
+	}
+	if l.MaxParked < -1 || l.MaxParked > 1024 {
+		errs = append(errs, fmt.Errorf("actors: MaxParked %d out of range [-1, 1024]", l.MaxParked))
+	}
+	if l.PairIdleTimeout < 0 || l.PairMaxDuration < 0 || l.PairMaxBytes < 0 {
+		errs = append(errs, errors.New("actors: pair limits must not be negative"))
+	}
+	if l.Tombstones < 0 {
+		errs = append(errs, fmt.Errorf("actors: Tombstones %d is negative", l.Tombstones))
+	}
+	if l.CopyBuffer < 0 || (l.CopyBuffer > 0 && l.CopyBuffer < 512) || l.CopyBuffer > 4<<20 {
+		errs = append(errs, fmt.Errorf("actors: CopyBuffer %d out of range [512, 4 MiB]", l.CopyBuffer))
+	}
+	return errors.Join(errs...)
+}
+
+// Config configures an Engine. The zero value is ready to use.
+type Config struct {
+	// Logger receives the engine's logs and the actor system's own, the
+	// latter at warn and above. Nil discards.
+	Logger *slog.Logger
+	// NodeID names this relay in ready events. Empty means a random id.
+	NodeID string
+	// Mailboxes sets each actor kind's mailbox. Zero fields take
+	// DefaultMailboxes.
+	Mailboxes Mailboxes
+	// Limits are the engine's limits; zero fields take their defaults.
+	Limits
 }
 
 func (c *Config) setDefaults() {
@@ -176,24 +235,7 @@ func (c *Config) setDefaults() {
 	c.Mailboxes.Listener = c.Mailboxes.Listener.withDefault(DefaultMailboxes.Listener)
 	c.Mailboxes.Pending = c.Mailboxes.Pending.withDefault(DefaultMailboxes.Pending)
 	c.Mailboxes.Pair = c.Mailboxes.Pair.withDefault(DefaultMailboxes.Pair)
-	if c.EventQueue == 0 {
-		c.EventQueue = 64
-	}
-	if c.CallbackTimeout == 0 {
-		c.CallbackTimeout = 10 * time.Second
-	}
-	if c.MaxPendingPerName == 0 {
-		c.MaxPendingPerName = 1024
-	}
-	if c.MaxParked == 0 {
-		c.MaxParked = 16
-	}
-	if c.Tombstones == 0 {
-		c.Tombstones = 4096
-	}
-	if c.CopyBuffer == 0 {
-		c.CopyBuffer = 32 << 10
-	}
+	c.Limits = c.Limits.WithDefaults()
 }
 
 // Validate reports every nonsensical field of c, joined.
@@ -210,26 +252,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("mailbox.%s: %w", k.kind, err))
 		}
 	}
-	if c.EventQueue < 0 || c.EventQueue > 1<<16 {
-		errs = append(errs, fmt.Errorf("actors: EventQueue %d out of range [1, 65536]", c.EventQueue))
-	}
-	if c.CallbackTimeout < 0 {
-		errs = append(errs, fmt.Errorf("actors: CallbackTimeout %v is negative", c.CallbackTimeout))
-	}
-	if c.MaxPendingPerName < 0 {
-		errs = append(errs, fmt.Errorf("actors: MaxPendingPerName %d is negative", c.MaxPendingPerName))
-	}
-	if c.MaxParked < -1 || c.MaxParked > 1024 {
-		errs = append(errs, fmt.Errorf("actors: MaxParked %d out of range [-1, 1024]", c.MaxParked))
-	}
-	if c.PairIdleTimeout < 0 || c.PairMaxDuration < 0 || c.PairMaxBytes < 0 {
-		errs = append(errs, errors.New("actors: pair limits must not be negative"))
-	}
-	if c.Tombstones < 0 {
-		errs = append(errs, fmt.Errorf("actors: Tombstones %d is negative", c.Tombstones))
-	}
-	if c.CopyBuffer < 0 || (c.CopyBuffer > 0 && c.CopyBuffer < 512) || c.CopyBuffer > 4<<20 {
-		errs = append(errs, fmt.Errorf("actors: CopyBuffer %d out of range [512, 4 MiB]", c.CopyBuffer))
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

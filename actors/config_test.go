@@ -43,12 +43,12 @@ func TestParseMailbox(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	bad := []Config{
-		{EventQueue: -1},
-		{EventQueue: 1 << 20},
-		{CallbackTimeout: -1},
-		{MaxPendingPerName: -1},
-		{Tombstones: -5},
-		{CopyBuffer: 100},
+		{Limits: Limits{EventQueue: -1}},
+		{Limits: Limits{EventQueue: 1 << 20}},
+		{Limits: Limits{CallbackTimeout: -1}},
+		{Limits: Limits{MaxPendingPerName: -1}},
+		{Limits: Limits{Tombstones: -5}},
+		{Limits: Limits{CopyBuffer: 100}},
 		{Mailboxes: Mailboxes{Pair: Mailbox{Kind: "nope"}}},
 	}
 	for i, c := range bad {

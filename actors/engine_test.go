@@ -152,7 +152,7 @@ func TestSplice(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	e := newEngine(t, Config{CallbackTimeout: 200 * time.Millisecond})
+	e := newEngine(t, Config{Limits: Limits{CallbackTimeout: 200 * time.Millisecond}})
 	ctx := context.Background()
 	reg, err := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	if err != nil {
@@ -198,7 +198,7 @@ func TestRefusals(t *testing.T) {
 // TestQueueFullIsolated checks that a registration whose stream is not
 // drained refuses its own dials with 503 at once, while other names serve.
 func TestQueueFullIsolated(t *testing.T) {
-	e := newEngine(t, Config{EventQueue: 2})
+	e := newEngine(t, Config{Limits: Limits{EventQueue: 2}})
 	ctx := context.Background()
 	stuck, _ := e.Register(ctx, RegisterRequest{Name: "stuck", ClientAddr: "x"})
 	healthy, _ := e.Register(ctx, RegisterRequest{Name: "healthy", ClientAddr: "x"})
@@ -320,7 +320,7 @@ func TestCloseAnswersEverything(t *testing.T) {
 // TestDrainWithFullQueue checks that a drain reaches a registration whose
 // event queue is full: it is a signal, not a queued event.
 func TestDrainWithFullQueue(t *testing.T) {
-	e := newEngine(t, Config{EventQueue: 1})
+	e := newEngine(t, Config{Limits: Limits{EventQueue: 1}})
 	ctx := context.Background()
 	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	if _, err := e.Dial(ctx, "a", "", "x"); err != nil {

@@ -68,7 +68,7 @@ func readCut(t testing.TB, c net.Conn) []byte {
 }
 
 func TestPairIdleTimeout(t *testing.T) {
-	e := newEngine(t, Config{PairIdleTimeout: 200 * time.Millisecond})
+	e := newEngine(t, Config{Limits: Limits{PairIdleTimeout: 200 * time.Millisecond}})
 	client, server := livePair(t, e, "idle")
 	// Activity in one direction keeps the pair alive past the timeout.
 	var last time.Time
@@ -100,7 +100,7 @@ func TestPairIdleTimeout(t *testing.T) {
 
 func TestPairMaxBytes(t *testing.T) {
 	const limit = 3<<20 + 5 // more than one chunk
-	e := newEngine(t, Config{PairMaxBytes: limit})
+	e := newEngine(t, Config{Limits: Limits{PairMaxBytes: limit}})
 	client, server := livePair(t, e, "bytes")
 	go func() {
 		buf := make([]byte, 64<<10)
@@ -125,7 +125,7 @@ func TestPairMaxBytes(t *testing.T) {
 // TestPairMaxBytesCleanEnd checks that a transfer of exactly the limit
 // that then ends cleanly is not cut: half-close still works.
 func TestPairMaxBytesCleanEnd(t *testing.T) {
-	e := newEngine(t, Config{PairMaxBytes: 1000})
+	e := newEngine(t, Config{Limits: Limits{PairMaxBytes: 1000}})
 	client, server := livePair(t, e, "exact")
 	client.Write(make([]byte, 1000))
 	client.(*net.TCPConn).CloseWrite()
@@ -143,7 +143,7 @@ func TestPairMaxBytesCleanEnd(t *testing.T) {
 }
 
 func TestPairMaxDuration(t *testing.T) {
-	e := newEngine(t, Config{PairMaxDuration: 200 * time.Millisecond})
+	e := newEngine(t, Config{Limits: Limits{PairMaxDuration: 200 * time.Millisecond}})
 	client, server := livePair(t, e, "dur")
 	start := time.Now()
 	readCut(t, client)

@@ -91,7 +91,7 @@ func TestParkedDial(t *testing.T) {
 // handed a dial, and that the registration's end and a drain empty the
 // pool.
 func TestParkedLeave(t *testing.T) {
-	e := newEngine(t, Config{MaxParked: 1})
+	e := newEngine(t, Config{Limits: Limits{MaxParked: 1}})
 	ctx := context.Background()
 	reg, _ := e.Register(ctx, RegisterRequest{Name: "a", ClientAddr: "x"})
 	p, err := e.Park(ctx, "a", reg.ID)

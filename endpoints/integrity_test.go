@@ -56,7 +56,7 @@ func testConcurrentPairs(t *testing.T, tr transport) {
 	const bound = 3 * time.Minute // against hangs only
 
 	r, ln, d := newPairWith(t, tr, pairConfig{
-		relay: relaynode.Config{EventQueue: 2048, MaxPendingPerName: 2048, CallbackTimeout: bound},
+		relay: relaynode.Config{Limits: actors.Limits{EventQueue: 2048, MaxPendingPerName: 2048, CallbackTimeout: bound}},
 		listenOpts: []endpoints.Option{
 			endpoints.WithCallbackWorkers(64),
 			endpoints.WithAcceptBacklog(n),

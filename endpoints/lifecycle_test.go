@@ -277,7 +277,7 @@ func TestFailedCallbackKeepsAccepting(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			// A callback may beat the cancel to the relay; the conn it
 			// gets is cut at the callback deadline, kept short here.
-			r, ln, d := newPairWith(t, tr, pairConfig{relay: relaynode.Config{CallbackTimeout: 2 * time.Second}})
+			r, ln, d := newPairWith(t, tr, pairConfig{relay: relaynode.Config{Limits: actors.Limits{CallbackTimeout: 2 * time.Second}}})
 			srv := serveEcho(t, ln)
 			failed := ln.(failedCounter)
 			const maxAttempts = 50
@@ -376,7 +376,7 @@ func TestRelayCloseLeavesNoGoroutine(t *testing.T) {
 // hang-up, its conn is cut at once rather than at the deadline.
 func TestHungUpDialIsForgotten(t *testing.T) {
 	const iterations = 200
-	r := relaytest.Start(t, relaynode.Config{CallbackTimeout: time.Minute})
+	r := relaytest.Start(t, relaynode.Config{Limits: actors.Limits{CallbackTimeout: time.Minute}})
 	raw := rawListen(t, r.Addr, serverName)
 	req := "POST " + wire.PathDial + serverName + " HTTP/1.1\r\nHost: " + r.Addr +
 		"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol + "\r\nContent-Length: 0\r\n\r\n"

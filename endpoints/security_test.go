@@ -57,7 +57,7 @@ func TestRandomTokens(t *testing.T) {
 	n := scaled(10000, 2000)
 	const workers = 4
 	// The genuine dial must outlive the flood.
-	r := relaytest.Start(t, relaynode.Config{CallbackTimeout: 3 * time.Minute})
+	r := relaytest.Start(t, relaynode.Config{Limits: actors.Limits{CallbackTimeout: 3 * time.Minute}})
 	raw := rawListen(t, r.Addr, serverName)
 	dialed := goDial(t, context.Background(), tcpTransport.dialer(t, r, clientName))
 	ce := raw.nextConnect(t)
@@ -208,7 +208,7 @@ func TestForeignToken(t *testing.T) {
 // fail with 504 at the relay's deadline; the late callback is refused.
 func TestLateCallback(t *testing.T) {
 	const callbackTimeout = 300 * time.Millisecond
-	r := relaytest.Start(t, relaynode.Config{CallbackTimeout: callbackTimeout})
+	r := relaytest.Start(t, relaynode.Config{Limits: actors.Limits{CallbackTimeout: callbackTimeout}})
 	raw := rawListen(t, r.Addr, serverName)
 	start := time.Now()
 	dialed := goDial(t, context.Background(), tcpTransport.dialer(t, r, clientName))

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterlink-relay/relay/actors"
 	"github.com/clusterlink-relay/relay/endpoints"
 	"github.com/clusterlink-relay/relay/relaynode"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
@@ -100,7 +101,7 @@ func TestWarmPoolConnIdentity(t *testing.T) {
 // every parked callback out of the relay.
 func TestWarmPoolCapped(t *testing.T) {
 	r, ln, d := newPairWith(t, tcpTransport, pairConfig{
-		relay:      relaynode.Config{MaxParked: 2},
+		relay:      relaynode.Config{Limits: actors.Limits{MaxParked: 2}},
 		listenOpts: []endpoints.Option{endpoints.WithWarmPool(5), endpoints.WithBackoff(10*time.Millisecond, 50*time.Millisecond)},
 	})
 	serveEcho(t, ln)

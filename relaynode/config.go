@@ -28,9 +28,6 @@ type Config struct {
 	// stream that cannot take an event in that time is dropped, so one
 	// stalled server never holds relay resources. Default 10s.
 	EventWriteTimeout time.Duration
-	// CallbackTimeout is how long a dial waits for the server's callback
-	// before it is answered 504. Default 10s.
-	CallbackTimeout time.Duration
 	// ReadHeaderTimeout bounds the reading of request headers on servers the
 	// Node runs itself (ListenAndServe, Serve). Default 5s.
 	ReadHeaderTimeout time.Duration
@@ -46,63 +43,69 @@ type Config struct {
 	// hijack. Default 5s.
 	UpgradeWriteTimeout time.Duration
 
-	// EventQueue is the number of events one registration may have queued
-	// and unwritten; a dial that finds it full gets 503. Default 64.
-	EventQueue int
-	// MaxPendingPerName bounds the dials waiting on one registration; the
-	// excess gets 503. Default 1024.
-	MaxPendingPerName int
-	// MaxParked caps the callbacks one registration may keep parked in its
-	// warm pool (POST /v1/park); parks beyond it get 429. Parked callbacks
-	// also count against MaxPending: a park is refused 503 once parked
-	// callbacks and pending dials together reach it. Default 16; -1 turns
-	// the warm pool off.
-	MaxParked int
 	// ParkTimeout is how long a parked callback is held without a dial
 	// before it is answered 204 and parks again. Default 30s.
 	ParkTimeout time.Duration
 	// Mailboxes sets each actor kind's mailbox; zero fields take
 	// actors.DefaultMailboxes. See docs/TUNING.md.
 	Mailboxes actors.Mailboxes
-	// CopyBuffer is the size in bytes of the pooled buffer a pair uses when
-	// it cannot splice. Default 32 KiB.
-	CopyBuffer int
-	// Tombstones is the number of used tokens remembered so that a replay
-	// gets 410 rather than 404 (either way it is refused). Default 4096.
-	Tombstones int
-
-	// PairIdleTimeout cuts a spliced pair when neither direction has moved
-	// a byte for that long. Zero (the default) means never. With a limit
-	// set, pairs copy in 1 MiB chunks (still splice(2)).
-	PairIdleTimeout time.Duration
-	// PairMaxDuration cuts a pair that long after it started. Zero (the
-	// default) means never.
-	PairMaxDuration time.Duration
-	// PairMaxBytes cuts a pair once either direction has carried that many
-	// bytes. Zero (the default) means no limit.
-	PairMaxBytes int64
+	// Limits are the engine's limits (EventQueue, CallbackTimeout,
+	// MaxPendingPerName, MaxParked, Tombstones, CopyBuffer and the pair
+	// limits), each documented with its default in actors.Limits. Parked
+	// callbacks also count against MaxPending: a park is refused 503 once
+	// parked callbacks and pending dials together reach it.
+	actors.Limits
 
 	// MaxRegistrations bounds live registrations overall; the excess gets
 	// 503. Default 10000.
 	MaxRegistrations int
-	// MaxRegistrationsPerIP bounds live registrations from one client IP;
-	// the excess gets 429. Default 64.
+	// MaxRegistrationsPerIP bounds live registrations from one client
+	// prefix (see IPv4Prefix); the excess gets 429. Default 64.
 	MaxRegistrationsPerIP int
 	// MaxPending bounds dials waiting for a callback, overall; the excess
 	// gets 503. Default 10000.
 	MaxPending int
+	// MaxPendingPerIP bounds the dials waiting for a callback plus the
+	// callbacks parked, from one client prefix; the excess gets 429.
+	// Default 1024: at the default rate one host could otherwise fill
+	// MaxPending alone, with dials to a server that never calls back.
+	MaxPendingPerIP int
 	// MaxPairs bounds live spliced pairs overall; dials beyond it get 503.
 	// Default 50000.
 	MaxPairs int
 	// DialRate is the sustained dials per second allowed from one client
-	// IP, with bursts of DialBurst; the excess gets 429. Default 50/s,
-	// burst 100. Negative turns the limit off.
-	DialRate  float64
+	// prefix, with bursts of DialBurst; the excess gets 429. Default
+	// 20000/s, above what any one host reaches on the test machine (see
+	// docs/OPERATIONS.md), so that a load test from one host is never
+	// refused; a public relay sets it lower. Negative turns the limit off.
+	DialRate float64
+	// DialBurst is the burst of DialRate. Zero follows DialRate: 2 ×
+	// DialRate (rounded down, at least 2).
 	DialBurst int
-	// RateLimitBuckets is how many client IPs' rate limiters are kept, in a
-	// 2Q LRU cache, so that a flood of addresses cannot grow memory: an
-	// evicted IP starts again with a full bucket. Default 65536.
+	// RateLimitBuckets is how many client prefixes' rate limiters are kept,
+	// in a 2Q LRU cache, so that a flood of addresses cannot grow memory:
+	// an evicted prefix starts again with a full bucket. Default 65536.
 	RateLimitBuckets int
+	// IPv4Prefix and IPv6Prefix are the prefix lengths that group client
+	// addresses for every per-client limit (registrations, dial rate,
+	// pending dials and parks, connections waiting for headers): anyone
+	// with an IPv6 /64 has its whole /64, so counting each address would
+	// give it unlimited budgets. IPv4-mapped IPv6 addresses count as IPv4.
+	// Defaults 32 and 64.
+	IPv4Prefix int
+	IPv6Prefix int
+	// MaxHeaderWaitPerIP bounds the connections from one client prefix
+	// that have not finished their request headers (or sit idle between
+	// requests), on servers the Node runs itself; a connection beyond it
+	// is answered 429 and closed at once. Connections from TrustedProxies
+	// are not counted. Default 256; negative turns it off.
+	MaxHeaderWaitPerIP int
+	// FDReserve is the number of file descriptors the node holds in
+	// reserve, on servers it runs itself: when accepting fails because the
+	// process is at its fd limit, one is released to accept the waiting
+	// connection and refuse it at once (503), rather than leave clients
+	// stalled until the limit clears. Default 8; negative turns it off.
+	FDReserve int
 	// NegativeCacheTTL is how long a dial to an unregistered name is
 	// answered 404 at the edge without asking the engine. A registration of
 	// the name clears it. Default 2s; negative turns it off.
@@ -144,60 +147,66 @@ type Config struct {
 	TLSConfig *tls.Config
 }
 
+// WithDefaults returns a copy of c (see Clone) with every zero field set
+// to its default: the configuration New runs with.
+func (c Config) WithDefaults() Config {
+	d := c.Clone()
+	d.setDefaults()
+	return d
+}
+
+// Clone returns a copy of c that shares nothing mutable with it: the
+// TrustedProxies slice is copied and TLSConfig cloned. The Logger is
+// shared.
+func (c Config) Clone() Config {
+	if c.TrustedProxies != nil {
+		c.TrustedProxies = append([]netip.Prefix(nil), c.TrustedProxies...)
+	}
+	if c.TLSConfig != nil {
+		c.TLSConfig = c.TLSConfig.Clone()
+	}
+	return c
+}
+
+// setDefaults states the node's own defaults; the engine's are in
+// actors.Limits.WithDefaults.
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 15 * time.Second
+	c.Limits = c.Limits.WithDefaults()
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{
+		{&c.Heartbeat, 15 * time.Second}, {&c.EventWriteTimeout, 10 * time.Second},
+		{&c.ReadHeaderTimeout, 5 * time.Second}, {&c.UpgradeWriteTimeout, 5 * time.Second},
+		{&c.ParkTimeout, 30 * time.Second}, {&c.NegativeCacheTTL, 2 * time.Second},
+	} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
 	}
-	if c.EventWriteTimeout == 0 {
-		c.EventWriteTimeout = 10 * time.Second
-	}
-	if c.CallbackTimeout == 0 {
-		c.CallbackTimeout = 10 * time.Second
-	}
-	if c.ReadHeaderTimeout == 0 {
-		c.ReadHeaderTimeout = 5 * time.Second
-	}
-	if c.MaxHeaderBytes == 0 {
-		c.MaxHeaderBytes = 8 << 10
-	}
-	if c.UpgradeWriteTimeout == 0 {
-		c.UpgradeWriteTimeout = 5 * time.Second
-	}
-	if c.ParkTimeout == 0 {
-		c.ParkTimeout = 30 * time.Second
-	}
-	if c.StreamSendBuffer == 0 {
-		c.StreamSendBuffer = 32 << 10
-	}
-	if c.MaxRegistrations == 0 {
-		c.MaxRegistrations = 10000
-	}
-	if c.MaxRegistrationsPerIP == 0 {
-		c.MaxRegistrationsPerIP = 64
-	}
-	if c.MaxPending == 0 {
-		c.MaxPending = 10000
-	}
-	if c.MaxPairs == 0 {
-		c.MaxPairs = 50000
+	for _, d := range []struct {
+		p *int
+		v int
+	}{
+		{&c.MaxHeaderBytes, 8 << 10}, {&c.StreamSendBuffer, 32 << 10},
+		{&c.MaxRegistrations, 10000}, {&c.MaxRegistrationsPerIP, 64},
+		{&c.MaxPending, 10000}, {&c.MaxPendingPerIP, 1024}, {&c.MaxPairs, 50000},
+		{&c.RateLimitBuckets, 1 << 16}, {&c.NegativeCacheSize, 8192},
+		{&c.IPv4Prefix, 32}, {&c.IPv6Prefix, 64},
+		{&c.MaxHeaderWaitPerIP, 256}, {&c.FDReserve, 8},
+	} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
 	}
 	if c.DialRate == 0 {
-		c.DialRate = 50
+		c.DialRate = 20000
 	}
 	if c.DialBurst == 0 {
 		c.DialBurst = 2 * int(max(c.DialRate, 1))
-	}
-	if c.RateLimitBuckets == 0 {
-		c.RateLimitBuckets = 1 << 16
-	}
-	if c.NegativeCacheTTL == 0 {
-		c.NegativeCacheTTL = 2 * time.Second
-	}
-	if c.NegativeCacheSize == 0 {
-		c.NegativeCacheSize = 8192
 	}
 }
 
@@ -209,7 +218,7 @@ func (c *Config) Validate() error {
 		v    time.Duration
 	}{
 		{"Heartbeat", c.Heartbeat}, {"EventWriteTimeout", c.EventWriteTimeout},
-		{"CallbackTimeout", c.CallbackTimeout}, {"ReadHeaderTimeout", c.ReadHeaderTimeout},
+		{"ReadHeaderTimeout", c.ReadHeaderTimeout},
 		{"UpgradeWriteTimeout", c.UpgradeWriteTimeout}, {"ParkTimeout", c.ParkTimeout},
 	} {
 		if d.v < 0 {
@@ -224,7 +233,7 @@ func (c *Config) Validate() error {
 		n    int
 	}{
 		{"StreamSendBuffer", c.StreamSendBuffer}, {"MaxRegistrations", c.MaxRegistrations}, {"MaxRegistrationsPerIP", c.MaxRegistrationsPerIP},
-		{"MaxPending", c.MaxPending}, {"MaxPairs", c.MaxPairs}, {"DialBurst", c.DialBurst},
+		{"MaxPending", c.MaxPending}, {"MaxPendingPerIP", c.MaxPendingPerIP}, {"MaxPairs", c.MaxPairs}, {"DialBurst", c.DialBurst},
 		{"RateLimitBuckets", c.RateLimitBuckets}, {"NegativeCacheSize", c.NegativeCacheSize},
 	} {
 		if v.n < 0 {
@@ -233,6 +242,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("relaynode: TLSCertFile and TLSKeyFile go together"))
+	}
+	if c.IPv4Prefix < 0 || c.IPv4Prefix > 32 {
+		errs = append(errs, fmt.Errorf("relaynode: IPv4Prefix %d out of range [1, 32]", c.IPv4Prefix))
+	}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
+		errs = append(errs, fmt.Errorf("relaynode: IPv6Prefix %d out of range [1, 128]", c.IPv6Prefix))
 	}
 	if c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024) {
 		errs = append(errs, fmt.Errorf("relaynode: MaxHeaderBytes %d is below 1024", c.MaxHeaderBytes))
@@ -268,18 +283,5 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 }
 
 func (c *Config) engineConfig() actors.Config {
-	return actors.Config{
-		Logger:            c.Logger,
-		NodeID:            c.NodeID,
-		Mailboxes:         c.Mailboxes,
-		EventQueue:        c.EventQueue,
-		CallbackTimeout:   c.CallbackTimeout,
-		MaxPendingPerName: c.MaxPendingPerName,
-		MaxParked:         c.MaxParked,
-		CopyBuffer:        c.CopyBuffer,
-		Tombstones:        c.Tombstones,
-		PairIdleTimeout:   c.PairIdleTimeout,
-		PairMaxDuration:   c.PairMaxDuration,
-		PairMaxBytes:      c.PairMaxBytes,
-	}
+	return actors.Config{Logger: c.Logger, NodeID: c.NodeID, Mailboxes: c.Mailboxes, Limits: c.Limits}
 }

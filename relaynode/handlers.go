@@ -43,12 +43,12 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	addr := n.clientAddr(r)
-	ip := ipOf(addr)
-	if rf := n.edge.admitRegistration(ip); rf != nil {
+	key := n.edge.key(addr)
+	if rf := n.edge.admitRegistration(key); rf != nil {
 		refuseErr(w, rf)
 		return
 	}
-	defer n.edge.releaseRegistration(ip)
+	defer n.edge.releaseRegistration(key)
 	reg, err := n.engine.Register(r.Context(), actors.RegisterRequest{
 		Name: name, ClientAddr: addr, Replaces: replaces, Authenticated: authenticated,
 	})
@@ -58,7 +58,8 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	defer reg.Close()
-	n.edge.knownName(name)
+	n.edge.nameUp(name)
+	defer n.edge.nameDown(name)
 	n.capSendBuffer(r)
 
 	rc := http.NewResponseController(w)
@@ -193,10 +194,12 @@ func (n *Node) serveDial(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	addr := n.clientAddr(r)
-	if rf := n.edge.admitDial(ipOf(addr), name, n.engine); rf != nil {
+	key := n.edge.key(addr)
+	if rf := n.edge.admitDial(key, name, n.engine); rf != nil {
 		refuseErr(w, rf)
 		return
 	}
+	defer n.edge.release(key)
 	pd, err := n.engine.Dial(r.Context(), name, client, addr)
 	if err != nil {
 		n.log.Debug("dial refused", slog.String("name", name), slog.Any("err", err))
@@ -269,10 +272,12 @@ func (n *Node) servePark(w http.ResponseWriter, r *http.Request, name string) {
 	if !ok {
 		return
 	}
-	if rf := n.edge.admitPark(n.engine); rf != nil {
+	key := n.edge.key(n.clientAddr(r))
+	if rf := n.edge.admitPark(key, n.engine); rf != nil {
 		refuseErr(w, rf)
 		return
 	}
+	defer n.edge.release(key)
 	p, err := n.engine.Park(r.Context(), name, regID)
 	if err != nil {
 		refuseErr(w, err)

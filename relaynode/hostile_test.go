@@ -1120,10 +1120,12 @@ func TestD4NeverCalledBack(t *testing.T) {
 	)
 	n := hostileSize(5000, 500)
 	r := relaytest.Start(t, relaynode.Config{
-		MaxPendingPerName: perName,
-		CallbackTimeout:   timeout,
-		DialRate:          -1,
-		EventQueue:        2 * perName, // so that only the pending cap refuses
+		DialRate: -1,
+		Limits: actors.Limits{
+			MaxPendingPerName: perName,
+			CallbackTimeout:   timeout,
+			EventQueue:        2 * perName, // so that only the pending cap refuses
+		},
 	})
 	sink := hostileServeSink(t, r.Addr, "sink", nil) // reads its events, never calls back
 	before := hostileReadMem()
@@ -1244,9 +1246,8 @@ func TestD4NeverCalledBack(t *testing.T) {
 func TestD5StalledListener(t *testing.T) {
 	cfg := relaynode.Config{
 		EventWriteTimeout: 500 * time.Millisecond,
-		EventQueue:        8,
-		CallbackTimeout:   time.Second,
 		DialRate:          -1,
+		Limits:            actors.Limits{EventQueue: 8, CallbackTimeout: time.Second},
 	}
 	t.Run("small send buffer", func(t *testing.T) {
 		r := hostileStart(t, cfg, 16<<10)
@@ -1523,7 +1524,7 @@ func TestD6IdlePairs(t *testing.T) {
 
 	t.Run("idle timeout", func(t *testing.T) {
 		const idle = time.Second
-		r := relaytest.Start(t, relaynode.Config{DialRate: -1, PairIdleTimeout: idle})
+		r := relaytest.Start(t, relaynode.Config{DialRate: -1, Limits: actors.Limits{PairIdleTimeout: idle}})
 		type end struct {
 			after time.Duration
 			err   error

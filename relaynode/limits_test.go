@@ -12,17 +12,42 @@ import (
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
-// TestDialRateLimit checks the per-IP dial rate: the burst passes, the
-// next dial gets 429 at the edge.
+// TestDialRateLimit checks the per-client dial rate: the burst passes, the
+// next dials to a registered name get 429 at the edge, and a dial to an
+// unknown name over the rate still gets 404, never 429.
 func TestDialRateLimit(t *testing.T) {
-	r := relaytest.Start(t, relaynode.Config{DialRate: 1, DialBurst: 3, NegativeCacheTTL: -1})
+	r := relaytest.Start(t, relaynode.Config{DialRate: 0.001, DialBurst: 3, NegativeCacheTTL: -1})
+	ln, err := endpoints.ListenRelay("tcp", "svc", r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	got := map[int]int{}
 	for range 5 {
-		_, err := endpoints.DialTCP("tcp", "nobody", r.Addr, "")
+		c, err := endpoints.DialTCP("tcp", "svc", r.Addr, "")
+		if err == nil {
+			c.Close()
+			got[http.StatusSwitchingProtocols]++
+			continue
+		}
 		got[relayStatus(err)]++
 	}
-	if got[http.StatusNotFound] != 3 || got[http.StatusTooManyRequests] != 2 {
-		t.Fatalf("statuses = %v, want 3×404 then 2×429", got)
+	if got[http.StatusSwitchingProtocols] != 3 || got[http.StatusTooManyRequests] != 2 {
+		t.Fatalf("statuses = %v, want 3 spliced then 2×429", got)
+	}
+	for range 3 {
+		if _, err := endpoints.DialTCP("tcp", "nobody", r.Addr, ""); relayStatus(err) != http.StatusNotFound {
+			t.Fatalf("dial to an unknown name over the rate: %v, want 404", err)
+		}
 	}
 }
 
@@ -63,7 +88,7 @@ func TestNegativeCache(t *testing.T) {
 
 // TestPendingCap checks the overall cap on pending dials.
 func TestPendingCap(t *testing.T) {
-	r := relaytest.Start(t, relaynode.Config{MaxPending: 2, CallbackTimeout: 5 * time.Second})
+	r := relaytest.Start(t, relaynode.Config{MaxPending: 2, Limits: actors.Limits{CallbackTimeout: 5 * time.Second}})
 	raw, _ := openStream(t, r.Addr, "never")
 	raw.Next() // ready; then never call back
 	ctx, cancel := context.WithCancel(context.Background())

@@ -50,7 +50,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	tlsCfg, err := cfg.tlsConfig()
 	if err != nil {
 		return nil, err

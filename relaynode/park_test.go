@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterlink-relay/relay/actors"
 	"github.com/clusterlink-relay/relay/relaynode"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 	"github.com/clusterlink-relay/relay/wire"
@@ -83,7 +84,7 @@ func waitParked(t testing.TB, r *relaytest.Relay, n int64) {
 
 // TestParkRefusals checks each refusal of a park, answered as plain HTTP.
 func TestParkRefusals(t *testing.T) {
-	r := relaytest.Start(t, relaynode.Config{MaxParked: 2})
+	r := relaytest.Start(t, relaynode.Config{Limits: actors.Limits{MaxParked: 2}})
 	_, _, regID := readyStream(t, r.Addr, "svc")
 	other := wire.NewToken().String()
 	tests := []struct {

@@ -30,6 +30,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/clusterlink-relay/relay/actors"
 	"github.com/clusterlink-relay/relay/endpoints"
 	"github.com/clusterlink-relay/relay/relaynode"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
@@ -583,7 +584,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name:     "blackhole",
-			cfg:      relaynode.Config{PairIdleTimeout: 500 * time.Millisecond},
+			cfg:      relaynode.Config{Limits: actors.Limits{PairIdleTimeout: 500 * time.Millisecond}},
 			half:     func(p *relaytest.FaultProxy) { p.Blackhole(true) },
 			deadline: 5 * time.Second,
 		},
@@ -782,7 +783,7 @@ func TestAbortReachesPeer(t *testing.T) {
 // without hanging, and the listener is back once the link is.
 func TestBlackholedStream(t *testing.T) {
 	leakCheck(t)
-	r := relaytest.Start(t, relaynode.Config{Heartbeat: 100 * time.Millisecond, CallbackTimeout: time.Second})
+	r := relaytest.Start(t, relaynode.Config{Heartbeat: 100 * time.Millisecond, Limits: actors.Limits{CallbackTimeout: time.Second}})
 	p := relaytest.NewFaultProxy(t, r.Addr)
 	t.Cleanup(func() { p.Blackhole(false) })
 	var changes atomic.Int64
@@ -853,7 +854,7 @@ func TestSoak(t *testing.T) {
 		clients = 100
 		size    = 32 << 10
 	)
-	r := relaytest.Start(t, relaynode.Config{EventQueue: 256, Tombstones: *soakTombstones})
+	r := relaytest.Start(t, relaynode.Config{Limits: actors.Limits{EventQueue: 256, Tombstones: *soakTombstones}})
 	ln, err := endpoints.ListenRelay("tcp", "soak", r.URL, endpoints.WithCallbackWorkers(64), endpoints.WithAcceptBacklog(128))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterlink-relay/relay/actors"
 	"github.com/clusterlink-relay/relay/relaynode"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 	"github.com/clusterlink-relay/relay/wire"
@@ -206,8 +207,8 @@ func TestConfigValidate(t *testing.T) {
 		{Heartbeat: -1},
 		{Heartbeat: time.Millisecond},
 		{MaxHeaderBytes: 10},
-		{CallbackTimeout: -time.Second},
-		{EventQueue: -3},
+		{Limits: actors.Limits{CallbackTimeout: -time.Second}},
+		{Limits: actors.Limits{EventQueue: -3}},
 	} {
 		if _, err := relaynode.New(c); err == nil {
 			t.Errorf("New(%+v) = nil error", c)
@@ -243,7 +244,7 @@ func httpRequest(t testing.TB, method, path string) *http.Request {
 // server's callback is served while draining, and the stream ends only once
 // no dial is pending.
 func TestShutdownKeepsPendingDials(t *testing.T) {
-	node, err := relaynode.New(relaynode.Config{CallbackTimeout: 5 * time.Second})
+	node, err := relaynode.New(relaynode.Config{Limits: actors.Limits{CallbackTimeout: 5 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,10 +36,13 @@ func benchConfig(log slog.Handler) relaynode.Config {
 		MaxRegistrations:      1 << 20,
 		MaxRegistrationsPerIP: 1 << 20,
 		MaxPending:            1 << 20,
-		MaxPendingPerName:     1 << 16,
+		MaxPendingPerIP:       1 << 20,
 		MaxPairs:              1 << 20,
-		EventQueue:            1024,
-		MaxParked:             1024, // any -warm the bench is given
+		Limits: actors.Limits{
+			MaxPendingPerName: 1 << 16,
+			EventQueue:        1024,
+			MaxParked:         1024, // any -warm the bench is given
+		},
 	}
 }
 

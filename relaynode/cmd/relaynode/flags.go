@@ -37,6 +37,9 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 type flagGroups struct {
 	names []string
 	flags [][]string
+	// effective holds, for flags whose default 0 stands for the Config's
+	// default, the value -h prints instead.
+	effective map[string]string
 }
 
 func (g *flagGroups) add(topic string, flags ...string) {
@@ -63,8 +66,12 @@ func (g *flagGroups) usage(fs *flag.FlagSet) {
 				line += " " + arg
 			}
 			fmt.Fprintf(w, "%s\n    \t%s", line, help)
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
-				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			def := f.DefValue
+			if d, ok := g.effective[f.Name]; ok {
+				def = d
+			}
+			if def != "" && def != "0" && def != "0s" && def != "false" {
+				fmt.Fprintf(w, " (default %s)", def)
 			}
 			fmt.Fprintf(w, " [%s]\n", envName(f.Name))
 		}

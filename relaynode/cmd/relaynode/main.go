@@ -79,33 +79,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs.StringVar(&cfg.AuthFile, "auth-file", "", "`file` of register/dial rules (name glob, SHA-256 of token); reloaded on SIGHUP. Empty: open mode")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed")
 
-	g("limits", "heartbeat", "callback-timeout", "event-write-timeout", "read-header-timeout", "max-header-bytes",
-		"stream-send-buffer", "event-queue", "max-pending-per-name", "max-parked", "park-timeout", "max-pending", "max-registrations",
-		"max-registrations-per-ip", "max-pairs", "dial-rate", "dial-burst", "rate-limit-buckets",
-		"negative-cache-ttl", "negative-cache-size", "tombstones", "pair-idle-timeout", "pair-max-duration", "pair-max-bytes")
-	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 15*time.Second, "interval of SSE heartbeats on registration streams")
-	fs.DurationVar(&cfg.CallbackTimeout, "callback-timeout", 10*time.Second, "how long a dial waits for the server's callback before 504")
-	fs.DurationVar(&cfg.EventWriteTimeout, "event-write-timeout", 10*time.Second, "deadline for writing one SSE event; a stream that misses it is dropped")
-	fs.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "deadline for reading request headers")
-	fs.IntVar(&cfg.EventQueue, "event-queue", 64, "SSE events one registration may have queued; a dial finding it full gets 503")
-	fs.IntVar(&cfg.MaxPendingPerName, "max-pending-per-name", 1024, "dials that may wait on one registration")
-	fs.IntVar(&cfg.MaxParked, "max-parked", 16, "callbacks one registration may keep parked in its warm pool (429 beyond; -1: no warm pool)")
-	fs.DurationVar(&cfg.ParkTimeout, "park-timeout", 30*time.Second, "how long a parked callback waits for a dial before 204 (it parks again)")
-	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", 8<<10, "request header size limit in bytes (431 beyond)")
-	fs.IntVar(&cfg.StreamSendBuffer, "stream-send-buffer", 32<<10, "kernel send buffer of each registration stream, in bytes")
-	fs.IntVar(&cfg.MaxPending, "max-pending", 10000, "dials that may wait for a callback, overall (503 beyond)")
-	fs.IntVar(&cfg.MaxRegistrations, "max-registrations", 10000, "live registrations, overall (503 beyond)")
-	fs.IntVar(&cfg.MaxRegistrationsPerIP, "max-registrations-per-ip", 64, "live registrations from one client IP (429 beyond)")
-	fs.IntVar(&cfg.MaxPairs, "max-pairs", 50000, "live spliced pairs, overall (dials 503 beyond)")
-	fs.Float64Var(&cfg.DialRate, "dial-rate", 50, "dials per second allowed from one client IP (429 beyond; negative: off)")
-	fs.IntVar(&cfg.DialBurst, "dial-burst", 100, "dial burst allowed from one client IP")
-	fs.IntVar(&cfg.RateLimitBuckets, "rate-limit-buckets", 1<<16, "client IPs whose dial-rate buckets are kept (2Q LRU)")
-	fs.DurationVar(&cfg.NegativeCacheTTL, "negative-cache-ttl", 2*time.Second, "how long a dial to an unregistered name is answered 404 at the edge (negative: off)")
-	fs.IntVar(&cfg.NegativeCacheSize, "negative-cache-size", 8192, "names kept in the negative cache")
-	fs.IntVar(&cfg.Tombstones, "tombstones", 4096, "used tokens remembered so that a replay gets 410 (refused as 404 after eviction)")
-	fs.DurationVar(&cfg.PairIdleTimeout, "pair-idle-timeout", 0, "cut a spliced pair after this long with no byte either way (0: never)")
-	fs.DurationVar(&cfg.PairMaxDuration, "pair-max-duration", 0, "cut a spliced pair this long after it started (0: never)")
-	fs.Int64Var(&cfg.PairMaxBytes, "pair-max-bytes", 0, "cut a spliced pair once either direction carried this many bytes (0: no limit)")
+	g("limits", limitFlags(fs, &cfg)...)
 
 	g("actors", "mailbox-directory", "mailbox-listener", "mailbox-pending", "mailbox-pair")
 	cfg.Mailboxes = actors.DefaultMailboxes
@@ -118,6 +92,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
 	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
 
+	groups.effective = effectiveDefaults()
 	fs.Usage = func() { groups.usage(fs) }
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return err
