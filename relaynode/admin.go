@@ -113,8 +113,9 @@ type NameStatus struct {
 	Pairs         int64     `json:"pairs"`
 	BytesToServer int64     `json:"bytes_to_server"`
 	BytesToClient int64     `json:"bytes_to_client"`
-	// RateToServer and RateToClient are bytes per second since the
-	// previous Status call (0 on the first).
+	// RateToServer and RateToClient are bytes per second over the last
+	// full sampling interval (5s; 0 until two samples exist). Reading them
+	// changes nothing.
 	RateToServer float64 `json:"rate_to_server"`
 	RateToClient float64 `json:"rate_to_client"`
 }
@@ -171,20 +172,10 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		ns.BytesToClient += r.BytesToClient
 	}
 	out.Names = out.Names[:0]
-	n.rateMu.Lock()
-	prev, prevAt := n.ratePrev, n.rateAt
-	n.ratePrev, n.rateAt = make(map[string][2]int64, len(byName)), now
-	for name, ns := range byName {
-		if p, ok := prev[name]; ok && !prevAt.IsZero() {
-			if dt := now.Sub(prevAt).Seconds(); dt > 0 {
-				ns.RateToServer = float64(max(0, ns.BytesToServer-p[0])) / dt
-				ns.RateToClient = float64(max(0, ns.BytesToClient-p[1])) / dt
-			}
-		}
-		n.ratePrev[name] = [2]int64{ns.BytesToServer, ns.BytesToClient}
+	for _, ns := range byName {
+		ns.RateToServer, ns.RateToClient = n.rateOf(ns.Name)
 		out.Names = append(out.Names, *ns)
 	}
-	n.rateMu.Unlock()
 	sort.Slice(out.Names, func(i, j int) bool { return out.Names[i].Name < out.Names[j].Name })
 	mbs := n.engine.Config().Mailboxes
 	for k, mb := range []actors.Mailbox{mbs.Directory, mbs.Listener, mbs.Pending, mbs.Pair} {

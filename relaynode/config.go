@@ -67,7 +67,7 @@ type Config struct {
 	MaxPending int
 	// MaxPendingPerIP bounds the dials waiting for a callback plus the
 	// callbacks parked, from one client prefix; the excess gets 429.
-	// Default 1024: at the default rate one host could otherwise fill
+	// Default 2048: at the default rate one host could otherwise fill
 	// MaxPending alone, with dials to a server that never calls back.
 	MaxPendingPerIP int
 	// MaxPairs bounds live spliced pairs overall; dials beyond it get 503.
@@ -98,7 +98,7 @@ type Config struct {
 	// that have not finished their request headers (or sit idle between
 	// requests), on servers the Node runs itself; a connection beyond it
 	// is answered 429 and closed at once. Connections from TrustedProxies
-	// are not counted. Default 256; negative turns it off.
+	// are not counted. Default 1024; negative turns it off.
 	MaxHeaderWaitPerIP int
 	// FDReserve is the number of file descriptors the node holds in
 	// reserve, on servers it runs itself: when accepting fails because the
@@ -193,10 +193,10 @@ func (c *Config) setDefaults() {
 	}{
 		{&c.MaxHeaderBytes, 8 << 10}, {&c.StreamSendBuffer, 32 << 10},
 		{&c.MaxRegistrations, 10000}, {&c.MaxRegistrationsPerIP, 64},
-		{&c.MaxPending, 10000}, {&c.MaxPendingPerIP, 1024}, {&c.MaxPairs, 50000},
+		{&c.MaxPending, 10000}, {&c.MaxPendingPerIP, 2048}, {&c.MaxPairs, 50000},
 		{&c.RateLimitBuckets, 1 << 16}, {&c.NegativeCacheSize, 8192},
 		{&c.IPv4Prefix, 32}, {&c.IPv6Prefix, 64},
-		{&c.MaxHeaderWaitPerIP, 256}, {&c.FDReserve, 8},
+		{&c.MaxHeaderWaitPerIP, 1024}, {&c.FDReserve, 8},
 	} {
 		if *d.p == 0 {
 			*d.p = d.v

@@ -25,15 +25,14 @@ type Node struct {
 
 	counters counters
 	edge     *edge
+	gate     *connGate
 	auth     atomic.Pointer[authRules] // nil: no auth file
 	// requireClientCert is set when the TLS config verifies client
 	// certificates: registrations then need a SAN covering the name.
 	requireClientCert bool
 	started           time.Time
 
-	rateMu   sync.Mutex // guards ratePrev and rateAt, for Status's rates
-	ratePrev map[string][2]int64
-	rateAt   time.Time
+	rates rates // the samples behind Status's rates
 
 	handlers sync.WaitGroup // ServeHTTP calls in flight
 	draining atomic.Bool
@@ -68,6 +67,7 @@ func New(cfg Config) (*Node, error) {
 		started: time.Now(),
 	}
 	n.edge = newEdge(&n.cfg)
+	n.gate = newConnGate(n)
 	if cfg.AuthFile != "" {
 		a, err := loadAuthFile(cfg.AuthFile)
 		if err != nil {
@@ -78,6 +78,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.requireClientCert = tlsCfg != nil && tlsCfg.ClientAuth >= tls.VerifyClientCertIfGiven
 	n.connsGone = sync.NewCond(&n.mu)
+	n.startSampling()
 	return n, nil
 }
 
@@ -188,6 +189,7 @@ func (n *Node) ListenAndServe(addr string) error {
 // limit, over TLS when the Config has a certificate. It returns
 // http.ErrServerClosed after Shutdown or Close.
 func (n *Node) Serve(ln net.Listener) error {
+	ln = n.gate.listener(ln)
 	if n.tls != nil {
 		ln = tls.NewListener(ln, n.tls)
 	}
@@ -201,7 +203,10 @@ func (n *Node) Serve(ln net.Listener) error {
 		ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 		// HTTP/1.1 only: an HTTP/2 request cannot be hijacked.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ConnState:    n.connState,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			n.connState(c, st)
+			n.gate.state(c, st)
+		},
 		// The handlers reach their socket through the context, to cap a
 		// registration stream's send buffer.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -339,5 +344,7 @@ func (n *Node) Close() error {
 	err := n.engine.Close()
 	n.handlers.Wait()
 	n.waitConns(2 * time.Second)
+	n.gate.close()
+	n.stopSampling()
 	return err
 }
