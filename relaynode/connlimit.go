@@ -166,13 +166,6 @@ func (g *connGate) state(c net.Conn, st http.ConnState) {
 	}
 }
 
-// waitingFor returns the connections of k with headers unfinished.
-func (g *connGate) waitingFor(k clientKey) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.waiting[k]
-}
-
 // refuse answers a connection refused before its request was read, and
 // closes it: a plain-text HTTP refusal on a plain server (one short write
 // into an empty send buffer, under a deadline in case), just the close on
