@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -149,6 +150,12 @@ func TestHeaderWaitCap(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("connection refusals %+v, want one 429", st.Refusals)
+	}
+	rec := httptest.NewRecorder()
+	r.Node.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	const series = `relay_refusals_total{reason="too many unfinished requests from this address",route="connection",status="429"} 1`
+	if !strings.Contains(rec.Body.String(), series) {
+		t.Fatalf("/metrics lacks %s", series)
 	}
 
 	// One half-sent request finishes: its answer comes, and its slot is

@@ -201,3 +201,27 @@ func TestDefaultsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestDialBurstFollowsRate checks that -dial-burst, not given, follows
+// -dial-rate (2 × it), and that a given one stays.
+func TestDialBurstFollowsRate(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 40000},
+		{[]string{"-dial-rate", "1"}, 2},
+		{[]string{"-dial-rate", "300"}, 600},
+		{[]string{"-dial-rate", "300", "-dial-burst", "5"}, 5},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		var cfg relaynode.Config
+		limitFlags(fs, &cfg)
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.WithDefaults().DialBurst; got != tt.want {
+			t.Errorf("%q: burst %d, want %d", tt.args, got, tt.want)
+		}
+	}
+}
