@@ -160,13 +160,7 @@ func (e *edge) admitDial(k clientKey, name string, engine *actors.Engine) *actor
 		return refuseUnknownNameCache
 	}
 	if e.cfg.DialRate > 0 && !e.limiterFor(k).Allow() {
-		e.mu.Lock()
-		live := e.names[name] > 0
-		e.mu.Unlock()
-		if !live {
-			return refuseUnknownNameCache
-		}
-		return refuseDialRate
+		return e.unlessUnknown(name, refuseDialRate)
 	}
 	if engine.Live(actors.KindPending) >= int64(e.cfg.MaxPending) {
 		return refuseTooManyPending
@@ -174,7 +168,23 @@ func (e *edge) admitDial(k clientKey, name string, engine *actors.Engine) *actor
 	if engine.Live(actors.KindPair) >= int64(e.cfg.MaxPairs) {
 		return refuseTooManyPairs
 	}
-	return e.reserve(k, refuseTooManyPendingIP)
+	if rf := e.reserve(k, refuseTooManyPendingIP); rf != nil {
+		return e.unlessUnknown(name, rf)
+	}
+	return nil
+}
+
+// unlessUnknown returns rf, a per-client refusal, or 404 when name has no
+// live registration: a client over its budget still learns that a name is
+// unknown, as it would under the budget, and never takes a 429 for it.
+func (e *edge) unlessUnknown(name string, rf *actors.Refusal) *actors.Refusal {
+	e.mu.Lock()
+	live := e.names[name] > 0
+	e.mu.Unlock()
+	if !live {
+		return refuseUnknownNameCache
+	}
+	return rf
 }
 
 // reserve takes one of k's waiting slots (a dial in flight or a parked

@@ -106,6 +106,7 @@ func TestAdmitWaitingSlots(t *testing.T) {
 	}
 	defer engine.Close()
 	e := newEdge(&cfg)
+	e.nameUp("svc")
 	a := e.key("[2001:db8::1]:1")
 	b := e.key("[2001:db8::2]:1") // the same /64
 	c := e.key("[2001:db8:0:1::1]:1")
@@ -124,6 +125,9 @@ func TestAdmitWaitingSlots(t *testing.T) {
 		if step.rf != step.want {
 			t.Fatalf("%s: %v, want %v", step.name, step.rf, step.want)
 		}
+	}
+	if rf := e.admitDial(b, "nobody", engine); rf != refuseUnknownNameCache {
+		t.Fatalf("dial over the budget to an unknown name: %v, want 404", rf)
 	}
 	e.release(a)
 	if rf := e.admitDial(b, "svc", engine); rf != nil {
