@@ -28,9 +28,10 @@ func mtlsBin(t testing.TB, name string) string { return mtlsBins.path(t, name) }
 func gencerts(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
+	bin := mtlsBin(t, "gencerts") // builds first, outside the run's deadline
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, mtlsBin(t, "gencerts"), "-dir", dir).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "-dir", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("gencerts: %v\n%s", err, out)
 	}
@@ -41,9 +42,10 @@ func gencerts(t *testing.T) string {
 // and error.
 func runClient(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	bin := mtlsBin(t, "client") // builds first, outside the run's deadline
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mtlsBin(t, "client"), append([]string{"-timeout", "60s"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"-timeout", "60s"}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
