@@ -180,12 +180,8 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("foreign registration: %v, want 403", err)
 	}
 	// The foreign attempt did not spend the token; the deadline does.
-	start := time.Now()
 	if o := pd.Wait(ctx); status(o.Err) != http.StatusGatewayTimeout {
 		t.Fatalf("outcome = %+v, want 504", o)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("504 took %v", d)
 	}
 	if _, err := e.Callback(ctx, pd.Token, reg.ID); status(err) != http.StatusGone {
 		t.Fatalf("late callback: %v, want 410", err)
@@ -358,11 +354,9 @@ func TestCallbackAfterUnregister(t *testing.T) {
 		}
 		pd, _ := e.Dial(ctx, "a", "", "x")
 		reg.Close()
-		start := time.Now()
+		// Left to the reply bound, the callback would be refused 503
+		// (relay busy), which the switch below fails.
 		p, err := e.Callback(ctx, pd.Token, reg.ID)
-		if d := time.Since(start); d > time.Second {
-			t.Fatalf("round %d: callback answered after %v", i, d)
-		}
 		o := pd.Wait(ctx)
 		switch {
 		case err == nil && o.Pairing == p:

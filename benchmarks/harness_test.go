@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,33 +17,18 @@ import (
 // dialFunc opens one connection to the echo service under test.
 type dialFunc func(ctx context.Context) (net.Conn, error)
 
-// echoLoop serves ln until it closes: each connection is echoed back or,
-// with sink, read to EOF and answered with the byte count, 8 bytes
-// little-endian. It returns after every connection's goroutine is done.
-func echoLoop(ln net.Listener, sink bool) (stop func()) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				if sink {
-					n, _ := io.Copy(io.Discard, c)
-					c.Write(binary.LittleEndian.AppendUint64(nil, uint64(n)))
-					return
-				}
-				io.Copy(c, c)
-			}()
+// serveEcho serves ln with relaytest.Serve until the benchmark's cleanup:
+// each connection is echoed back or, with sink, read to EOF and answered
+// with the byte count, 8 bytes little-endian.
+func serveEcho(b testing.TB, ln net.Listener, sink bool) {
+	relaytest.Serve(b, ln, func(c net.Conn) {
+		if sink {
+			n, _ := io.Copy(io.Discard, c)
+			c.Write(binary.LittleEndian.AppendUint64(nil, uint64(n)))
+			return
 		}
-	}()
-	return func() { ln.Close(); wg.Wait() }
+		io.Copy(c, c)
+	})
 }
 
 // direct starts a loopback TCP service and returns its dialer.
@@ -53,7 +37,7 @@ func direct(b testing.TB, sink bool) dialFunc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(echoLoop(ln, sink))
+	serveEcho(b, ln, sink)
 	var d net.Dialer
 	addr := ln.Addr().String()
 	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
@@ -70,7 +54,7 @@ func relayed(b testing.TB, cfg relaynode.Config, sink bool) (dialFunc, *relaytes
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(echoLoop(ln, sink))
+	serveEcho(b, ln, sink)
 	d := endpoints.NewRelayDialer(r.Addr, "bench")
 	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", "svc") }, r
 }

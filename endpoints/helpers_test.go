@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,74 +260,17 @@ type failedCounter interface{ Failed() int64 }
 
 type closeWriter interface{ CloseWrite() error }
 
-// server runs an accept loop on a listener and one goroutine per accepted
-// conn. Cleanup closes the listener and every conn still open, and waits
-// for all the goroutines.
-type server struct {
-	ln       net.Listener
-	accepted atomic.Int64
-	done     chan struct{} // closed when the accept loop has returned
-	err      error         // the error that ended the accept loop; read after done
-
-	wg    sync.WaitGroup // handler goroutines
-	mu    sync.Mutex     // guards conns
-	conns map[net.Conn]struct{}
-}
-
-// serve starts an accept loop on ln that runs handle for each conn and
-// closes the conn when handle returns.
-func serve(t testing.TB, ln net.Listener, handle func(net.Conn)) *server {
+// serve starts a relaytest.Serve accept loop on ln that runs handle for
+// each conn and closes the conn when handle returns.
+func serve(t testing.TB, ln net.Listener, handle func(net.Conn)) *relaytest.Server {
 	t.Helper()
-	s := &server{ln: ln, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
-	go s.loop(handle)
-	t.Cleanup(s.stop)
-	return s
+	return relaytest.Serve(t, ln, handle)
 }
 
-// serveEcho echoes every accepted conn until it reads EOF, then closes it.
-func serveEcho(t testing.TB, ln net.Listener) *server {
+// serveEcho serves ln with relaytest.Echo.
+func serveEcho(t testing.TB, ln net.Listener) *relaytest.Server {
 	t.Helper()
-	return serve(t, ln, func(c net.Conn) {
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		_, _ = io.Copy(c, c)
-	})
-}
-
-func (s *server) loop(handle func(net.Conn)) {
-	defer close(s.done)
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			s.err = err
-			return
-		}
-		s.accepted.Add(1)
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() {
-				c.Close()
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-			}()
-			handle(c)
-		}()
-	}
-}
-
-func (s *server) stop() {
-	s.ln.Close()
-	<-s.done
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
+	return relaytest.ServeEcho(t, ln)
 }
 
 // acceptOne accepts one conn on ln, bounded by ioTimeout, and closes it in
@@ -516,11 +458,10 @@ type readerOnly struct{ io.Reader }
 
 // Raw protocol helpers: for the tests that play one side by hand.
 
-// rawServer is a registration made by hand: the stream's socket, its SSE
-// reader and the registration id from the ready event.
+// rawServer is a registration made by hand: a relaytest.Stream and its
+// registration id.
 type rawServer struct {
-	conn  net.Conn
-	sse   *wire.Reader
+	*relaytest.Stream
 	regID string
 }
 
@@ -528,64 +469,23 @@ type rawServer struct {
 // request and reads the ready event. The stream is closed in cleanup.
 func rawListen(t testing.TB, relayAddr, name string) *rawServer {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", relayAddr, ioTimeout)
-	if err != nil {
-		t.Fatalf("raw listen: %v", err)
+	st, a := relaytest.Listen(nil, relayAddr, name, ioTimeout)
+	if st == nil {
+		t.Fatalf("raw listen %q: %v", name, a)
 	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
-	req := "POST " + wire.PathListen + name + " HTTP/1.1\r\nHost: " + relayAddr + "\r\nContent-Length: 0\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatalf("raw listen: write: %v", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("raw listen: read response: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("raw listen %q: status %d, want 200", name, resp.StatusCode)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != wire.ContentTypeEventStream {
-		t.Fatalf("raw listen: Content-Type %q, want %q", ct, wire.ContentTypeEventStream)
-	}
-	sse := wire.NewReader(resp.Body, 0, 0)
-	ev, err := sse.Next()
-	if err != nil {
-		t.Fatalf("raw listen: read ready event: %v", err)
-	}
-	if ev.Type != wire.EventReady {
-		t.Fatalf("raw listen: first event %q, want %q", ev.Type, wire.EventReady)
-	}
-	ready, err := wire.ParseReady(ev.Data)
-	if err != nil {
-		t.Fatalf("raw listen: %v", err)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return &rawServer{conn: conn, sse: sse, regID: ready.Registration}
+	t.Cleanup(func() { st.Close() })
+	return &rawServer{Stream: st, regID: st.Registration}
 }
 
 // nextConnect reads the stream up to its next connect event, bounded by
 // ioTimeout, passing over other events.
 func (s *rawServer) nextConnect(t testing.TB) wire.ConnectEvent {
 	t.Helper()
-	_ = s.conn.SetReadDeadline(time.Now().Add(ioTimeout))
-	defer s.conn.SetReadDeadline(time.Time{})
-	for range 100 {
-		ev, err := s.sse.Next()
-		if err != nil {
-			t.Fatalf("raw server: read connect event: %v", err)
-		}
-		if ev.Type != wire.EventConnect {
-			continue
-		}
-		ce, err := wire.ParseConnect(ev.Data)
-		if err != nil {
-			t.Fatalf("raw server: %v", err)
-		}
-		return ce
+	ce, err := s.NextConnect(ioTimeout)
+	if err != nil {
+		t.Fatalf("raw server: %v", err)
 	}
-	t.Fatal("raw server: no connect event among 100 events")
-	return wire.ConnectEvent{}
+	return ce
 }
 
 // rawAccept sends the callback for token with registration id regID on a
@@ -596,10 +496,7 @@ func (s *rawServer) nextConnect(t testing.TB) wire.ConnectEvent {
 // reported with t.Errorf (so it may run in any goroutine) and returns 0.
 func rawAccept(t testing.TB, relayAddr, token, regID string, extra []byte) (int, net.Conn, *bufio.Reader) {
 	t.Helper()
-	req := "POST " + wire.PathAccept + token + " HTTP/1.1\r\nHost: " + relayAddr +
-		"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol +
-		"\r\n" + wire.HeaderRegistration + ": " + regID + "\r\nContent-Length: 0\r\n\r\n"
-	return rawUpgrade(t, relayAddr, "accept", append([]byte(req), extra...), nil)
+	return rawUpgrade(t, relayAddr, "accept", relaytest.AcceptRequest(wire.PathAccept+token, regID)+string(extra), nil)
 }
 
 // rawDial sends a dial request for name, with extra in the same write. If
@@ -607,22 +504,18 @@ func rawAccept(t testing.TB, relayAddr, token, regID string, extra []byte) (int,
 // answer. Results are as for rawAccept.
 func rawDial(t testing.TB, relayAddr, name, client string, extra []byte, before <-chan struct{}) (int, net.Conn, *bufio.Reader) {
 	t.Helper()
-	req := "POST " + wire.PathDial + name + " HTTP/1.1\r\nHost: " + relayAddr +
-		"\r\nConnection: Upgrade\r\nUpgrade: " + wire.UpgradeProtocol +
-		"\r\n" + wire.HeaderClientName + ": " + client + "\r\nContent-Length: 0\r\n\r\n"
-	return rawUpgrade(t, relayAddr, "dial", append([]byte(req), extra...), before)
+	return rawUpgrade(t, relayAddr, "dial", relaytest.DialRequest(name, client)+string(extra), before)
 }
 
-func rawUpgrade(t testing.TB, relayAddr, op string, req []byte, before <-chan struct{}) (int, net.Conn, *bufio.Reader) {
+func rawUpgrade(t testing.TB, relayAddr, op, req string, before <-chan struct{}) (int, net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", relayAddr, ioTimeout)
+	c, err := relaytest.DialRaw(nil, relayAddr, ioTimeout)
 	if err != nil {
 		t.Errorf("raw %s: %v", op, err)
 		return 0, nil, nil
 	}
-	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
-	if _, err := conn.Write(req); err != nil {
-		conn.Close()
+	if err := c.Send(req); err != nil {
+		c.Close()
 		t.Errorf("raw %s: write: %v", op, err)
 		return 0, nil, nil
 	}
@@ -630,30 +523,27 @@ func rawUpgrade(t testing.TB, relayAddr, op string, req []byte, before <-chan st
 		select {
 		case <-before:
 		case <-time.After(ioTimeout):
-			conn.Close()
+			c.Close()
 			t.Errorf("raw %s: the awaited event did not come within %v", op, ioTimeout)
 			return 0, nil, nil
 		}
 	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		t.Errorf("raw %s: read response: %v", op, err)
+	a := c.Answer(ioTimeout)
+	switch {
+	case a.Status == 0:
+		c.Close()
+		t.Errorf("raw %s: read response: %v", op, a.Err)
 		return 0, nil, nil
+	case a.Status != http.StatusSwitchingProtocols:
+		c.Close()
+		return a.Status, nil, nil
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, wire.MaxReasonLen))
-		resp.Body.Close()
-		conn.Close()
-		return resp.StatusCode, nil, nil
-	}
-	if up := resp.Header.Get("Upgrade"); !strings.EqualFold(up, wire.UpgradeProtocol) {
-		conn.Close()
+	if up := a.Header.Get("Upgrade"); !strings.EqualFold(up, wire.UpgradeProtocol) {
+		c.Close()
 		t.Errorf("raw %s: 101 with Upgrade %q", op, up)
 		return 0, nil, nil
 	}
-	_ = conn.SetDeadline(time.Time{})
-	t.Cleanup(func() { conn.Close() })
-	return resp.StatusCode, conn, br
+	_ = c.SetDeadline(time.Time{})
+	t.Cleanup(func() { c.Close() })
+	return a.Status, c.Conn, c.R
 }

@@ -186,7 +186,7 @@ func testConcurrentPairs(t *testing.T, tr transport) {
 	}
 	checkBytes("servers", st.BytesToServer, int64(n)*int64(size+8))
 	checkBytes("clients", st.BytesToClient, int64(n)*int64(size))
-	if got := srv.accepted.Load(); got != int64(n) {
+	if got := srv.Accepted(); got != int64(n) {
 		t.Errorf("accepted %d conns, want %d", got, n)
 	}
 	if f := ln.(failedCounter).Failed(); f != 0 {

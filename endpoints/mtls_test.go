@@ -208,7 +208,7 @@ func TestMTLSBadClientCert(t *testing.T) {
 	if got := failed.Failed(); got != want {
 		t.Errorf("listener Failed() = %d, want %d", got, want)
 	}
-	if got := srv.accepted.Load(); got != int64(len(bad)*2) {
+	if got := srv.Accepted(); got != int64(len(bad)*2) {
 		t.Errorf("Accept returned %d conns, want %d (the good clients only)", got, len(bad)*2)
 	}
 }
@@ -271,7 +271,7 @@ func TestMTLSBadServerCert(t *testing.T) {
 				cfg.ServerName = tc.goodSN
 				echoOnceMTLS(t, d, cfg, "after a bad dial")
 			}
-			if got := srv.accepted.Load(); got != 1 {
+			if got := srv.Accepted(); got != 1 {
 				t.Errorf("Accept returned %d conns, want 1", got)
 			}
 		})
@@ -420,7 +420,7 @@ func TestMTLSSlowClient(t *testing.T) {
 		if got := ln.(failedCounter).Failed(); got != 0 {
 			t.Errorf("Failed() = %d while the silent client stalls, want 0", got)
 		}
-		if got := srv.accepted.Load(); got != 1 {
+		if got := srv.Accepted(); got != 1 {
 			t.Errorf("Accept returned %d conns, want 1", got)
 		}
 		// Giving up ends the stalled handshake, which counts as failed.
@@ -446,7 +446,7 @@ func TestMTLSSlowClient(t *testing.T) {
 		}
 		t.Logf("silent client cut after %v (handshake timeout %v)", time.Since(start).Round(time.Millisecond), timeout)
 		echoOnce(t, d, "after a silent client")
-		if got := srv.accepted.Load(); got != 1 {
+		if got := srv.Accepted(); got != 1 {
 			t.Errorf("Accept returned %d conns, want 1", got)
 		}
 	})

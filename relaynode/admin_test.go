@@ -61,23 +61,6 @@ func metric(t *testing.T, text, series string) float64 {
 	return 0
 }
 
-// echo accepts on ln and echoes until ln closes; the returned func waits.
-func echo(ln net.Listener) func() {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	return func() { ln.Close(); <-done }
-}
-
 // TestMetricsCountExactly scrapes /metrics after a known sequence of
 // registrations, dials and refusals and checks each counter moved by
 // exactly that much.
@@ -90,8 +73,7 @@ func TestMetricsCountExactly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := echo(ln)
-	defer stop()
+	relaytest.ServeEcho(t, ln)
 	const spliced = 3
 	for i := range spliced {
 		c, err := endpoints.DialTCP("tcp", "svc", r.Addr, "m")
@@ -163,8 +145,7 @@ func TestStatusMatchesLiveState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopA := echo(a)
-	defer stopA()
+	relaytest.ServeEcho(t, a)
 	b, err := endpoints.ListenRelay("tcp", "beta", r.URL)
 	if err != nil {
 		t.Fatal(err)

@@ -1,17 +1,15 @@
 package relaynode_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,37 +62,17 @@ func TestAuthFileErrors(t *testing.T) {
 	}
 }
 
-// countingEcho accepts and echoes on ln, counting accepted conns.
-func countingEcho(ln net.Listener, n *atomic.Int64) func() {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return func() { ln.Close(); <-done }
-}
-
+// echoOnce pings name through the relay at addr with opts: nil, or the
+// dial's error. An echo that fails after a dial fails the test.
 func echoOnce(t *testing.T, addr, name string, opts ...endpoints.Option) error {
 	t.Helper()
-	c, err := endpoints.DialTCP("tcp", name, addr, "tester", opts...)
-	if err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := relaytest.Ping(ctx, endpoints.NewRelayDialer(addr, "tester", opts...), name)
+	if err != nil && relayStatus(err) == 0 {
+		t.Fatalf("echo: %v", err)
 	}
-	defer c.Close()
-	c.Write([]byte("hi"))
-	b := make([]byte, 2)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(c, b); err != nil || string(b) != "hi" {
-		t.Fatalf("echo: %q, %v", b, err)
-	}
-	return nil
+	return err
 }
 
 // TestS5AuthMode is check S5 with an auth file: no or wrong credentials are
@@ -103,12 +81,11 @@ func echoOnce(t *testing.T, addr, name string, opts ...endpoints.Option) error {
 func TestS5AuthMode(t *testing.T) {
 	p := writeAuth(t, "# svc belongs to team A", "register svc "+sum("tokA"), "register other "+sum("tokB"))
 	r := relaytest.Start(t, relaynode.Config{AuthFile: p})
-	var n1, n2 atomic.Int64
 	a, err := endpoints.ListenRelay("tcp", "svc", r.URL, endpoints.WithToken("tokA"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer countingEcho(a, &n1)()
+	n1 := relaytest.ServeEcho(t, a)
 	for _, tt := range []struct {
 		name  string
 		opts  []endpoints.Option
@@ -134,15 +111,15 @@ func TestS5AuthMode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second member: %v", err)
 	}
-	defer countingEcho(b, &n2)()
-	before := n1.Load()
+	n2 := relaytest.ServeEcho(t, b)
+	before := n1.Accepted()
 	const dials = 10
 	for i := range dials {
 		if err := echoOnce(t, r.Addr, "svc"); err != nil {
 			t.Fatalf("dial %d: %v", i, err)
 		}
 	}
-	if got1, got2 := n1.Load()-before, n2.Load(); got1 != dials/2 || got2 != dials/2 {
+	if got1, got2 := n1.Accepted()-before, n2.Accepted(); got1 != dials/2 || got2 != dials/2 {
 		t.Fatalf("round robin: member 1 got %d, member 2 got %d of %d", got1, got2, dials)
 	}
 	t.Logf("S5 auth mode: 3 refusals (401, 403, 403); group of 2 served %d/%d dials", dials/2, dials/2)
@@ -152,12 +129,11 @@ func TestS5AuthMode(t *testing.T) {
 // incumbent is untouched.
 func TestS5OpenMode(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{})
-	var n atomic.Int64
 	a, err := endpoints.ListenRelay("tcp", "svc", r.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer countingEcho(a, &n)()
+	n := relaytest.ServeEcho(t, a)
 	for range 5 {
 		if _, err := endpoints.ListenRelay("tcp", "svc", r.URL, endpoints.WithToken("anything")); relayStatus(err) != http.StatusConflict {
 			t.Fatalf("duplicate: %v, want 409", err)
@@ -168,8 +144,8 @@ func TestS5OpenMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n.Load() != 3 {
-		t.Fatalf("incumbent accepted %d, want 3", n.Load())
+	if n.Accepted() != 3 {
+		t.Fatalf("incumbent accepted %d, want 3", n.Accepted())
 	}
 }
 
@@ -178,26 +154,24 @@ func TestS5OpenMode(t *testing.T) {
 func TestDialAuth(t *testing.T) {
 	p := writeAuth(t, "register * "+sum("reg"), "dial private-* "+sum("letmein"))
 	r := relaytest.Start(t, relaynode.Config{AuthFile: p})
-	var n atomic.Int64
 	ln, err := endpoints.ListenRelay("tcp", "private-db", r.URL, endpoints.WithToken("reg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer countingEcho(ln, &n)()
+	n := relaytest.ServeEcho(t, ln)
 	pub, err := endpoints.ListenRelay("tcp", "public", r.URL, endpoints.WithToken("reg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var np atomic.Int64
-	defer countingEcho(pub, &np)()
+	relaytest.ServeEcho(t, pub)
 	if err := echoOnce(t, r.Addr, "private-db"); relayStatus(err) != http.StatusUnauthorized {
 		t.Fatalf("dial without token: %v, want 401", err)
 	}
 	if err := echoOnce(t, r.Addr, "private-db", endpoints.WithDialToken("guess")); relayStatus(err) != http.StatusForbidden {
 		t.Fatalf("dial with wrong token: %v, want 403", err)
 	}
-	if n.Load() != 0 || r.Node.Engine().Stats().Kinds[actors.KindPending].Processed != 0 {
-		t.Fatalf("refused dials reached the server: %d accepted", n.Load())
+	if n.Accepted() != 0 || r.Node.Engine().Stats().Kinds[actors.KindPending].Processed != 0 {
+		t.Fatalf("refused dials reached the server: %d accepted", n.Accepted())
 	}
 	if err := echoOnce(t, r.Addr, "private-db", endpoints.WithDialToken("letmein")); err != nil {
 		t.Fatalf("dial with the token: %v", err)

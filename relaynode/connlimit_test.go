@@ -170,8 +170,8 @@ func TestHeaderWaitCap(t *testing.T) {
 	}
 	held[0].Close()
 	relaytest.Eventually(t, 10*time.Second, func() bool {
-		resp, _ := do(t, r.Addr, "GET /v1/nothing HTTP/1.1\r\nHost: relay\r\n\r\n")
-		return resp.StatusCode == http.StatusNotFound
+		a := relaytest.Do(r.Addr, "GET /v1/nothing HTTP/1.1\r\nHost: relay\r\n\r\n", 5*time.Second)
+		return a.Status == http.StatusNotFound
 	}, "a new connection admitted once a slot is free")
 }
 

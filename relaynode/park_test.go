@@ -1,7 +1,6 @@
 package relaynode_test
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -15,64 +14,55 @@ import (
 	"github.com/clusterlink-relay/relay/wire"
 )
 
-// parkedConn is a park request in flight: its connection and the reader
-// its answer will come on.
-type parkedConn struct {
-	c  net.Conn
-	br *bufio.Reader
-}
-
 // park sends a park request for name with registration id regID (empty:
-// none) and returns without waiting for the answer.
+// none) and returns without waiting for the answer. The connection is
+// closed in cleanup.
 func park(t testing.TB, addr, name, regID string) *parkedConn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := relaytest.DialRaw(nil, addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	h := []string{up1, up2}
-	if regID != "" {
-		h = append(h, wire.HeaderRegistration+": "+regID)
-	}
-	if _, err := io.WriteString(c, req("POST", wire.PathPark+name, h...)); err != nil {
+	_ = c.SetDeadline(time.Time{})
+	if err := c.Send(parkRequest(name, regID)); err != nil {
 		t.Fatal(err)
 	}
-	return &parkedConn{c: c, br: bufio.NewReader(c)}
+	return &parkedConn{c}
 }
 
-// answer reads the park's answer, waiting at most bound, and its body
-// unless it is a 101.
-func (p *parkedConn) answer(t testing.TB, bound time.Duration) (*http.Response, string) {
+// parkRequest is a park for name with registration id regID (empty: none).
+func parkRequest(name, regID string) string {
+	if regID == "" {
+		return relaytest.Request("POST", wire.PathPark+name, relaytest.UpgradeHeaders)
+	}
+	return relaytest.AcceptRequest(wire.PathPark+name, regID)
+}
+
+// parkedConn is a park request in flight.
+type parkedConn struct{ *relaytest.Conn }
+
+// answer reads the park's answer, waiting at most bound, and fails the
+// test if there is none.
+func (p *parkedConn) answer(t testing.TB, bound time.Duration) relaytest.Answer {
 	t.Helper()
-	p.c.SetReadDeadline(time.Now().Add(bound))
-	defer p.c.SetReadDeadline(time.Time{})
-	resp, err := http.ReadResponse(p.br, nil)
-	if err != nil {
-		t.Fatalf("park answer: %v", err)
+	a := p.Answer(bound)
+	if a.Status == 0 {
+		t.Fatalf("park answer: %v", a.Err)
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return resp, ""
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	return resp, string(body)
+	return a
 }
 
-// readyStream registers name by hand and returns the stream's reader and
-// its registration id.
+// readyStream registers name by hand and returns the stream's reader, its
+// connection and its registration id. The stream is closed in cleanup.
 func readyStream(t testing.TB, addr, name string) (*wire.Reader, net.Conn, string) {
 	t.Helper()
-	sse, c := openStream(t, addr, name)
-	ev, err := sse.Next()
-	if err != nil || ev.Type != wire.EventReady {
-		t.Fatalf("ready event: %v %v", ev.Type, err)
+	st, a := relaytest.Listen(nil, addr, name, 5*time.Second)
+	if st == nil {
+		t.Fatalf("listen %q: %v", name, a)
 	}
-	ready, err := wire.ParseReady(ev.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sse, c, ready.Registration
+	t.Cleanup(func() { st.Close() })
+	return st.Events, st, st.Registration
 }
 
 // waitParked waits until the relay holds n parked callbacks.
@@ -93,19 +83,19 @@ func TestParkRefusals(t *testing.T) {
 		status int
 		text   string
 	}{
-		{"without upgrade", req("POST", wire.PathPark+"svc", wire.HeaderRegistration+": "+regID), 426, "upgrade"},
-		{"without registration", req("POST", wire.PathPark+"svc", up1, up2), 400, wire.HeaderRegistration},
-		{"malformed registration", req("POST", wire.PathPark+"svc", up1, up2, wire.HeaderRegistration+": x"), 400, wire.HeaderRegistration},
-		{"another registration", req("POST", wire.PathPark+"svc", up1, up2, wire.HeaderRegistration+": "+other), 404, "unknown registration"},
-		{"unknown name", req("POST", wire.PathPark+"nobody", up1, up2, wire.HeaderRegistration+": "+regID), 404, "unknown registration"},
-		{"bad name", req("POST", wire.PathPark+"a%20b", up1, up2), 400, "invalid name"},
-		{"wrong method", req("GET", wire.PathPark+"svc", up1, up2), 405, "method not allowed"},
+		{"without upgrade", relaytest.Request("POST", wire.PathPark+"svc", wire.HeaderRegistration+": "+regID), 426, "upgrade"},
+		{"without registration", relaytest.Request("POST", wire.PathPark+"svc", relaytest.UpgradeHeaders), 400, wire.HeaderRegistration},
+		{"malformed registration", relaytest.Request("POST", wire.PathPark+"svc", relaytest.UpgradeHeaders, wire.HeaderRegistration+": x"), 400, wire.HeaderRegistration},
+		{"another registration", relaytest.Request("POST", wire.PathPark+"svc", relaytest.UpgradeHeaders, wire.HeaderRegistration+": "+other), 404, "unknown registration"},
+		{"unknown name", relaytest.Request("POST", wire.PathPark+"nobody", relaytest.UpgradeHeaders, wire.HeaderRegistration+": "+regID), 404, "unknown registration"},
+		{"bad name", relaytest.Request("POST", wire.PathPark+"a%20b", relaytest.UpgradeHeaders), 400, "invalid name"},
+		{"wrong method", relaytest.Request("GET", wire.PathPark+"svc", relaytest.UpgradeHeaders), 405, "method not allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := do(t, r.Addr, tt.raw)
-			if resp.StatusCode != tt.status || !strings.Contains(body, tt.text) {
-				t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, body, tt.status, tt.text)
+			a := do(t, r.Addr, tt.raw)
+			if a.Status != tt.status || !strings.Contains(a.Reason, tt.text) {
+				t.Fatalf("got %d %q, want %d containing %q", a.Status, a.Reason, tt.status, tt.text)
 			}
 		})
 	}
@@ -113,9 +103,9 @@ func TestParkRefusals(t *testing.T) {
 	park(t, r.Addr, "svc", regID)
 	park(t, r.Addr, "svc", regID)
 	waitParked(t, r, 2)
-	resp, body := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
-	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "park limit") {
-		t.Fatalf("third park: %d %q, want 429 park limit", resp.StatusCode, body)
+	a := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
+	if a.Status != http.StatusTooManyRequests || !strings.Contains(a.Reason, "park limit") {
+		t.Fatalf("third park: %d %q, want 429 park limit", a.Status, a.Reason)
 	}
 	if got := r.Node.Engine().Parked(); got != 2 {
 		t.Fatalf("parked = %d after a refused park, want 2", got)
@@ -131,9 +121,9 @@ func TestParkOverallCap(t *testing.T) {
 		park(t, r.Addr, "svc", regID)
 	}
 	waitParked(t, r, 3)
-	resp, body := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "too many parked") {
-		t.Fatalf("park over MaxPending: %d %q, want 503", resp.StatusCode, body)
+	a := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
+	if a.Status != http.StatusServiceUnavailable || !strings.Contains(a.Reason, "too many parked") {
+		t.Fatalf("park over MaxPending: %d %q, want 503", a.Status, a.Reason)
 	}
 }
 
@@ -144,24 +134,26 @@ func TestParkEnds(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{ParkTimeout: 150 * time.Millisecond})
 	_, stream, regID := readyStream(t, r.Addr, "svc")
 
+	start := time.Now() // before the request: the 204 cannot come sooner than ParkTimeout after it
 	p := park(t, r.Addr, "svc", regID)
-	start := time.Now()
-	resp, _ := p.answer(t, 5*time.Second)
-	if resp.StatusCode != http.StatusNoContent || time.Since(start) < 150*time.Millisecond {
-		t.Fatalf("idle park: %d after %v, want 204 after the park timeout", resp.StatusCode, time.Since(start))
+	a := p.answer(t, 5*time.Second)
+	if took := time.Since(start); a.Status != http.StatusNoContent || took < 150*time.Millisecond {
+		t.Fatalf("idle park: %v after %v, want 204, not before the park timeout", a, took)
 	}
 	waitParked(t, r, 0)
 	// Park again on the same connection.
-	io.WriteString(p.c, req("POST", wire.PathPark+"svc", up1, up2, wire.HeaderRegistration+": "+regID))
+	if err := p.Send(parkRequest("svc", regID)); err != nil {
+		t.Fatal(err)
+	}
 	waitParked(t, r, 1)
-	if resp, _ := p.answer(t, 5*time.Second); resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("second park on one connection: %d, want 204", resp.StatusCode)
+	if a := p.answer(t, 5*time.Second); a.Status != http.StatusNoContent {
+		t.Fatalf("second park on one connection: %d, want 204", a.Status)
 	}
 
 	// A client that leaves takes its park out of the pool.
 	gone := park(t, r.Addr, "svc", regID)
 	waitParked(t, r, 1)
-	gone.c.Close()
+	gone.Close()
 	waitParked(t, r, 0)
 
 	// The registration ends: its parks are answered 410.
@@ -170,8 +162,8 @@ func TestParkEnds(t *testing.T) {
 	p2 := park(t, r2.Addr, "svc", regID2)
 	waitParked(t, r2, 1)
 	stream2.Close()
-	if resp, body := p2.answer(t, 5*time.Second); resp.StatusCode != http.StatusGone || !strings.Contains(body, "registration ended") {
-		t.Fatalf("park of an ended registration: %d %q, want 410", resp.StatusCode, body)
+	if a := p2.answer(t, 5*time.Second); a.Status != http.StatusGone || !strings.Contains(a.Reason, "registration ended") {
+		t.Fatalf("park of an ended registration: %d %q, want 410", a.Status, a.Reason)
 	}
 	waitParked(t, r2, 0)
 	_ = stream
@@ -184,12 +176,12 @@ func TestParkDrain(t *testing.T) {
 	p := park(t, r.Addr, "svc", regID)
 	waitParked(t, r, 1)
 	r.Node.Engine().Drain("test")
-	if resp, body := p.answer(t, 5*time.Second); resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
-		t.Fatalf("park at drain: %d %q, want 503 draining", resp.StatusCode, body)
+	if a := p.answer(t, 5*time.Second); a.Status != http.StatusServiceUnavailable || !strings.Contains(a.Reason, "draining") {
+		t.Fatalf("park at drain: %d %q, want 503 draining", a.Status, a.Reason)
 	}
-	resp, _ := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("park while draining: %d, want 503", resp.StatusCode)
+	a := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
+	if a.Status != http.StatusServiceUnavailable {
+		t.Fatalf("park while draining: %d, want 503", a.Status)
 	}
 	waitParked(t, r, 0)
 }
@@ -204,35 +196,34 @@ func TestParkWarmDial(t *testing.T) {
 	p := park(t, r.Addr, "svc", regID)
 	waitParked(t, r, 1)
 
-	client, err := net.Dial("tcp", r.Addr)
+	client, err := relaytest.DialRaw(nil, r.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	io.WriteString(client, req("POST", wire.PathDial+"svc", up1, up2, wire.HeaderClientName+": alice")+"early")
-	resp, _ := p.answer(t, 5*time.Second)
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("park answer %d, want 101", resp.StatusCode)
+	if err := client.Send(relaytest.DialRequest("svc", "alice") + "early"); err != nil {
+		t.Fatal(err)
 	}
-	if got := resp.Header.Get(wire.HeaderClientName); got != "alice" {
+	a := p.answer(t, 5*time.Second)
+	if a.Status != http.StatusSwitchingProtocols {
+		t.Fatalf("park answer %d, want 101", a.Status)
+	}
+	if got := a.Header.Get(wire.HeaderClientName); got != "alice" {
 		t.Fatalf("client name %q, want alice", got)
 	}
-	if got := resp.Header.Get(wire.HeaderClientAddr); got != client.LocalAddr().String() {
+	if got := a.Header.Get(wire.HeaderClientAddr); got != client.LocalAddr().String() {
 		t.Fatalf("client addr %q, want %q", got, client.LocalAddr())
 	}
-	client.SetDeadline(time.Now().Add(5 * time.Second))
-	cbr := bufio.NewReader(client)
-	cresp, err := http.ReadResponse(cbr, nil)
-	if err != nil || cresp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("dial answer: %v %v", cresp, err)
+	if ca := client.Answer(5 * time.Second); ca.Status != http.StatusSwitchingProtocols {
+		t.Fatalf("dial answer: %v", ca)
 	}
 	got := make([]byte, 5)
-	p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(p.br, got); err != nil || string(got) != "early" {
+	p.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(p.R, got); err != nil || string(got) != "early" {
 		t.Fatalf("server read %q, %v; want the client's early bytes", got, err)
 	}
-	io.WriteString(p.c, "hello")
-	if _, err := io.ReadFull(cbr, got); err != nil || string(got) != "hello" {
+	io.WriteString(p, "hello")
+	if _, err := io.ReadFull(client.R, got); err != nil || string(got) != "hello" {
 		t.Fatalf("client read %q, %v", got, err)
 	}
 	st := r.Node.Engine().Stats()
@@ -246,22 +237,7 @@ func TestParkWarmDial(t *testing.T) {
 	// With the pool empty the next dial goes cold: the first connect event
 	// on the stream is its own (none was sent for the warm dial).
 	done := make(chan int, 1)
-	go func() {
-		c, err := net.Dial("tcp", r.Addr)
-		if err != nil {
-			done <- 0
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		io.WriteString(c, req("POST", wire.PathDial+"svc", up1, up2))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			done <- 0
-			return
-		}
-		done <- resp.StatusCode
-	}()
+	go func() { done <- relaytest.Do(r.Addr, relaytest.DialRequest("svc", ""), 5*time.Second).Status }()
 	stream.SetReadDeadline(time.Now().Add(5 * time.Second))
 	ev, err := sse.Next()
 	for err == nil && ev.Type != wire.EventConnect {
@@ -274,16 +250,11 @@ func TestParkWarmDial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb, err := net.Dial("tcp", r.Addr)
-	if err != nil {
-		t.Fatal(err)
+	cb, ca := relaytest.Upgrade(r.Addr, relaytest.AcceptRequest(ce.Callback, regID), 5*time.Second)
+	if cb == nil {
+		t.Fatalf("callback for the first connect event: %v, want 101", ca)
 	}
 	defer cb.Close()
-	io.WriteString(cb, req("POST", ce.Callback, up1, up2, wire.HeaderRegistration+": "+regID))
-	cb.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if resp, err := http.ReadResponse(bufio.NewReader(cb), nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("callback for the first connect event: %v %v, want 101", resp, err)
-	}
 	if s := <-done; s != http.StatusSwitchingProtocols {
 		t.Fatalf("cold dial answered %d, want 101", s)
 	}

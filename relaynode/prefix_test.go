@@ -75,7 +75,7 @@ func TestPrefixGroupsRegistrations(t *testing.T) {
 	n := 0
 	listen := func(addr string, headers ...string) int {
 		n++
-		return rawOpen(t, addr, req("POST", "/v1/listen/svc"+strings.Repeat("x", n), headers...))
+		return rawOpen(t, addr, relaytest.Request("POST", "/v1/listen/svc"+strings.Repeat("x", n), headers...))
 	}
 	for _, tt := range []struct {
 		name   string
@@ -141,11 +141,11 @@ func TestPrefixGroupsDialRate(t *testing.T) {
 		{"127.0.0.1 peer again", r.Addr, "", 429},
 		{"::1 peer", r.Addr6, "", 101},
 	} {
-		h := []string{up1, up2}
+		h := []string{relaytest.UpgradeHeaders}
 		if tt.header != "" {
 			h = append(h, tt.header)
 		}
-		if got := rawOpen(t, tt.addr, req("POST", "/v1/dial/svc", h...)); got != tt.want {
+		if got := rawOpen(t, tt.addr, relaytest.Request("POST", "/v1/dial/svc", h...)); got != tt.want {
 			t.Errorf("%s: status %d, want %d", tt.name, got, tt.want)
 		}
 	}
@@ -173,7 +173,7 @@ func TestPrefixGroupsPending(t *testing.T) {
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(20 * time.Second))
-			io.WriteString(c, req("POST", "/v1/dial/never", up1, up2, header))
+			io.WriteString(c, relaytest.Request("POST", "/v1/dial/never", relaytest.UpgradeHeaders, header))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
 				out <- -1 // closed by the test while pending

@@ -1,7 +1,6 @@
 package relaynode_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -17,41 +16,16 @@ import (
 	"github.com/clusterlink-relay/relay/wire"
 )
 
-// do sends one raw request and returns the response with its body read.
-func do(t testing.TB, addr, raw string) (*http.Response, string) {
+// do sends one raw request on a new connection and returns the answer,
+// failing the test if there is none.
+func do(t testing.TB, addr, raw string) relaytest.Answer {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	a := relaytest.Do(addr, raw, 5*time.Second)
+	if a.Status == 0 {
+		t.Fatalf("read response: %v", a.Err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("read response: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		return resp, "" // a stream: not read to the end
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	return resp, string(body)
+	return a
 }
-
-func req(method, path string, headers ...string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: relay\r\nContent-Length: 0\r\n", method, path)
-	for _, h := range headers {
-		b.WriteString(h + "\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.String()
-}
-
-const up1, up2 = "Connection: Upgrade", "Upgrade: " + wire.UpgradeProtocol
 
 // TestRouteRefusals checks each refusal's status and text, all answered as
 // plain HTTP before any switch.
@@ -65,33 +39,33 @@ func TestRouteRefusals(t *testing.T) {
 		status int
 		text   string
 	}{
-		{"unknown route", req("POST", "/v2/dial/x"), 404, "no such route"},
-		{"root", req("GET", "/"), 404, "no such route"},
-		{"wrong method", req("GET", "/v1/dial/x", up1, up2), 405, "method not allowed"},
-		{"bad name", req("POST", "/v1/dial/a%20b", up1, up2), 400, "invalid name"},
-		{"long name", req("POST", "/v1/listen/"+strings.Repeat("a", 129)), 400, "invalid name"},
-		{"dial without upgrade", req("POST", "/v1/dial/x"), 426, "upgrade"},
-		{"dial wrong upgrade", req("POST", "/v1/dial/x", up1, "Upgrade: websocket"), 426, "upgrade"},
-		{"dial unknown name", req("POST", "/v1/dial/nobody", up1, up2), 404, "unknown name"},
-		{"dial bad client name", req("POST", "/v1/dial/x", up1, up2, "Relay-Client-Name: bad/name"), 400, "invalid client name"},
-		{"accept short token", req("POST", "/v1/accept/abc", up1, up2, reg), 400, "malformed token"},
-		{"accept without registration", req("POST", "/v1/accept/"+tok, up1, up2), 400, "Relay-Registration"},
-		{"accept without upgrade", req("POST", "/v1/accept/"+tok, reg), 426, "upgrade"},
-		{"accept unknown token", req("POST", "/v1/accept/"+tok, up1, up2, reg), 404, "unknown token"},
+		{"unknown route", relaytest.Request("POST", "/v2/dial/x"), 404, "no such route"},
+		{"root", relaytest.Request("GET", "/"), 404, "no such route"},
+		{"wrong method", relaytest.Request("GET", "/v1/dial/x", relaytest.UpgradeHeaders), 405, "method not allowed"},
+		{"bad name", relaytest.Request("POST", "/v1/dial/a%20b", relaytest.UpgradeHeaders), 400, "invalid name"},
+		{"long name", relaytest.Request("POST", "/v1/listen/"+strings.Repeat("a", 129)), 400, "invalid name"},
+		{"dial without upgrade", relaytest.Request("POST", "/v1/dial/x"), 426, "upgrade"},
+		{"dial wrong upgrade", relaytest.Request("POST", "/v1/dial/x", "Connection: Upgrade", "Upgrade: websocket"), 426, "upgrade"},
+		{"dial unknown name", relaytest.Request("POST", "/v1/dial/nobody", relaytest.UpgradeHeaders), 404, "unknown name"},
+		{"dial bad client name", relaytest.Request("POST", "/v1/dial/x", relaytest.UpgradeHeaders, "Relay-Client-Name: bad/name"), 400, "invalid client name"},
+		{"accept short token", relaytest.Request("POST", "/v1/accept/abc", relaytest.UpgradeHeaders, reg), 400, "malformed token"},
+		{"accept without registration", relaytest.Request("POST", "/v1/accept/"+tok, relaytest.UpgradeHeaders), 400, "Relay-Registration"},
+		{"accept without upgrade", relaytest.Request("POST", "/v1/accept/"+tok, reg), 426, "upgrade"},
+		{"accept unknown token", relaytest.Request("POST", "/v1/accept/"+tok, relaytest.UpgradeHeaders, reg), 404, "unknown token"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := do(t, r.Addr, tt.raw)
-			if resp.StatusCode != tt.status {
-				t.Fatalf("status = %d (%q), want %d", resp.StatusCode, body, tt.status)
+			a := do(t, r.Addr, tt.raw)
+			if a.Status != tt.status {
+				t.Fatalf("status = %d (%q), want %d", a.Status, a.Reason, tt.status)
 			}
-			if !strings.Contains(body, tt.text) {
-				t.Errorf("body = %q, want it to contain %q", body, tt.text)
+			if !strings.Contains(a.Reason, tt.text) {
+				t.Errorf("body = %q, want it to contain %q", a.Reason, tt.text)
 			}
-			if tt.status == 426 && resp.Header.Get("Upgrade") != wire.UpgradeProtocol {
-				t.Errorf("426 without Upgrade header: %v", resp.Header)
+			if tt.status == 426 && a.Header.Get("Upgrade") != wire.UpgradeProtocol {
+				t.Errorf("426 without Upgrade header: %v", a.Header)
 			}
-			if resp.Header.Get(wire.HeaderNode) == "" {
+			if a.Header.Get(wire.HeaderNode) == "" {
 				t.Errorf("no %s header", wire.HeaderNode)
 			}
 		})
@@ -102,30 +76,30 @@ func TestRouteRefusals(t *testing.T) {
 func TestHeaderLimits(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{MaxHeaderBytes: 4096})
 	big := "X-Big: " + strings.Repeat("a", 64<<10)
-	resp, _ := do(t, r.Addr, req("POST", "/v1/dial/x", up1, up2, big))
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("status = %d, want 431", resp.StatusCode)
+	if a := do(t, r.Addr, relaytest.Request("POST", "/v1/dial/x", relaytest.UpgradeHeaders, big)); a.Status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status = %v, want 431", a)
 	}
 }
 
-// openStream registers name by hand and returns the event reader.
+// openStream registers name by hand and returns the event reader, before
+// the ready event, with 5s to read it all. The connection is closed in
+// cleanup.
 func openStream(t testing.TB, addr, name string) (*wire.Reader, net.Conn) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := relaytest.DialRaw(nil, addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	io.WriteString(c, req("POST", "/v1/listen/"+name))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
+	if err := c.Send(relaytest.ListenRequest(name)); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wire.ContentTypeEventStream {
-		t.Fatalf("listen: %d %v", resp.StatusCode, resp.Header)
+	a := c.Answer(5 * time.Second)
+	if a.Status != 200 || a.Header.Get("Content-Type") != wire.ContentTypeEventStream {
+		t.Fatalf("listen: %v %v", a, a.Header)
 	}
-	return wire.NewReader(resp.Body, 0, 0), c
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second)) // the stream's reads: a bound against hangs
+	return wire.NewReader(a.Body, 0, 0), c
 }
 
 func TestStreamReadyAndHeartbeat(t *testing.T) {
@@ -148,9 +122,8 @@ func TestStreamReadyAndHeartbeat(t *testing.T) {
 		t.Fatalf("no heartbeat in %q", buf[:n])
 	}
 	// A second registration of the live name is refused.
-	resp, body := do(t, r.Addr, req("POST", "/v1/listen/svc"))
-	if resp.StatusCode != http.StatusConflict {
-		t.Fatalf("duplicate listen: %d %q, want 409", resp.StatusCode, body)
+	if a := do(t, r.Addr, relaytest.ListenRequest("svc")); a.Status != http.StatusConflict {
+		t.Fatalf("duplicate listen: %v, want 409", a)
 	}
 }
 
@@ -265,17 +238,9 @@ func TestShutdownKeepsPendingDials(t *testing.T) {
 	// A client dials; its connect event is queued for the server.
 	dialed := make(chan error, 1)
 	go func() {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			dialed <- err
-			return
-		}
-		defer c.Close()
-		io.WriteString(c, req("POST", "/v1/dial/svc", up1, up2))
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err == nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			err = fmt.Errorf("dial answered %d", resp.StatusCode)
+		var err error
+		if a := relaytest.Do(addr, relaytest.DialRequest("svc", ""), 10*time.Second); a.Status != http.StatusSwitchingProtocols {
+			err = fmt.Errorf("dial answered %v", a)
 		}
 		dialed <- err
 	}()
@@ -293,23 +258,17 @@ func TestShutdownKeepsPendingDials(t *testing.T) {
 		t.Fatalf("want drain, got %+v %v", ev, err)
 	}
 	// New dials are refused while draining...
-	relaytest.Eventually(t, 2*time.Second, func() bool {
+	relaytest.Eventually(t, 10*time.Second, func() bool {
 		rec := &recorder{header: http.Header{}}
 		node.ServeHTTP(rec, httpRequest(t, "POST", "/v1/dial/svc"))
 		return rec.status == http.StatusServiceUnavailable
 	}, "dials not refused while draining")
 	// ...but the callback for the dial made before is served.
-	cb, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("callback connect during drain: %v", err)
+	cb, a := relaytest.Upgrade(addr, relaytest.AcceptRequest(ce.Callback, ready.Registration), 5*time.Second)
+	if cb == nil {
+		t.Fatalf("callback during drain: %v, want 101", a)
 	}
 	defer cb.Close()
-	io.WriteString(cb, req("POST", ce.Callback, up1, up2, "Relay-Registration: "+ready.Registration))
-	cb.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(cb), nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("callback during drain: %v %v, want 101", resp, err)
-	}
 	if err := <-dialed; err != nil {
 		t.Fatalf("dial made before the drain: %v", err)
 	}

@@ -1,8 +1,19 @@
 // Package relaytest runs relays on loopback for tests, as net/http/httptest
 // runs HTTP servers: Start gives a live relaynode.Node on 127.0.0.1 with a
-// random port, stopped by the test's cleanup. It also holds the checks the
-// project's tests share: counting sockets and waiting for a condition with
-// a bound.
+// random port, stopped by the test's cleanup. It also holds what the
+// project's tests share, so that each is written once:
+//
+//   - the raw client, the protocol spoken by hand: Request and its
+//     builders, Do, Upgrade, Listen and Stream, DialRaw and Conn;
+//   - the accept loop of a test's server: Serve, ServeEcho, Echo;
+//   - the echo probe and the restart round: Ping, PollPing, DialRetry,
+//     Restarter, Flow;
+//   - faults on the link: FaultProxy; certificates: CA;
+//   - the checks: counting sockets, waiting for a condition with a bound.
+//
+// Every bound in it is a guard against hangs, never a timing to assert.
+// Tests of any package may import it; the endpoints library itself never
+// does, as it never imports relaynode.
 package relaytest
 
 import (
@@ -41,6 +52,18 @@ type Relay struct {
 // awaited, in the test's cleanup.
 func Start(t testing.TB, cfg relaynode.Config) *Relay {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("relaytest: listen: %v", err)
+	}
+	return StartOn(t, cfg, ln)
+}
+
+// StartOn starts a relay for cfg, as Start does, serving ln: a listener
+// the test made itself, with its own socket options. ln is closed with the
+// relay.
+func StartOn(t testing.TB, cfg relaynode.Config, ln net.Listener) *Relay {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = Logger(t, slog.LevelWarn)
 	}
@@ -52,12 +75,8 @@ func Start(t testing.TB, cfg relaynode.Config) *Relay {
 	}
 	node, err := relaynode.New(cfg)
 	if err != nil {
+		ln.Close()
 		t.Fatalf("relaytest: new node: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		node.Close()
-		t.Fatalf("relaytest: listen: %v", err)
 	}
 	r := &Relay{Node: node, Addr: ln.Addr().String(), URL: "http://" + ln.Addr().String(), served: make(chan error, 1)}
 	go func() { r.served <- node.Serve(ln) }()

@@ -191,6 +191,8 @@ func (b *bench) runModes(ctx context.Context) error {
 			err = b.runListeners(ctx)
 		case "mailbox":
 			err = b.runMailbox(ctx, mailboxSweep())
+		case "stalled":
+			err = b.runStalled(ctx)
 		}
 		b.res.ModeSeconds[m] = time.Since(start).Seconds()
 		if err != nil {

@@ -21,6 +21,12 @@
 //   - mailbox: dial rate and p99 for each actor kind's mailbox setting,
 //     each on a fresh relay.
 //
+// One more mode runs only when -mode names it:
+//
+//   - stalled: a healthy name's dial p50 and p99 before, and during, a
+//     flood of dials at a listener that never reads its stream, until the
+//     relay drops that stream at its write deadline.
+//
 // With -relay it targets a running relaynode instead, registering its own
 // echo and sink servers there; -admin then points at the relay's admin
 // listener for its /metrics. A table goes to stdout, progress to stderr,

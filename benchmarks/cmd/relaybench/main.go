@@ -33,6 +33,9 @@ func main() {
 // allModes are the modes in the order -mode all runs them.
 var allModes = []string{"latency", "rate", "bulk", "idle", "listeners", "mailbox"}
 
+// namedModes run only when -mode names them, after allModes.
+var namedModes = []string{"stalled"}
+
 // options are the parsed command line.
 type options struct {
 	modes    []string      // from allModes, in their order
@@ -63,6 +66,7 @@ type sizes struct {
 	idleWarmup    int // relayed dials before the idle measurement, to fill the relay's bounded caches
 	listeners     int // the largest number of live registrations
 	mailboxDials  int // sequential dials per mailbox setting, for p99
+	stalledDials  int // healthy dials before, and at most during, the stalled flood
 }
 
 // sizes returns the sizes the options ask for.
@@ -73,7 +77,7 @@ func (o options) sizes() sizes {
 		bulkBytes: 1 << 30, bulkReps: 3,
 		idlePairs: 1000, idleWarmup: 4096,
 		listeners:    1000,
-		mailboxDials: 1000,
+		mailboxDials: 1000, stalledDials: 400,
 	}
 	if o.quick {
 		s = sizes{
@@ -82,11 +86,11 @@ func (o options) sizes() sizes {
 			bulkBytes: 32 << 20, bulkReps: 1,
 			idlePairs: 100, idleWarmup: 100,
 			listeners:    100,
-			mailboxDials: 100,
+			mailboxDials: 100, stalledDials: 100,
 		}
 	}
 	if o.n > 0 {
-		s.latencyDials, s.idlePairs, s.listeners, s.mailboxDials = o.n, o.n, o.n, o.n
+		s.latencyDials, s.idlePairs, s.listeners, s.mailboxDials, s.stalledDials = o.n, o.n, o.n, o.n, o.n
 		s.latencyWarmup = min(s.latencyWarmup, max(o.n/10, 5))
 		s.idleWarmup = min(s.idleWarmup, o.n)
 	}
@@ -114,6 +118,8 @@ Modes (-mode, comma-separated, or all):
   idle       hold N spliced pairs: relay memory and fds per pair
   listeners  hold N registrations: relay memory each; dial rate with N live
   mailbox    dial rate and p99 per actor-kind mailbox setting (in process only)
+  stalled    a healthy name's dial p50/p99 before and during a flood of dials at
+             a listener that never reads its stream (in process only; not in all)
 
 Examples:
   go run ./benchmarks/cmd/relaybench -quick -out /tmp/rb
@@ -133,7 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 	var o options
-	mode := fs.String("mode", "all", "`modes` to run, comma-separated: latency, rate, bulk, idle, listeners, mailbox, or all")
+	mode := fs.String("mode", "all", "`modes` to run, comma-separated: latency, rate, bulk, idle, listeners, mailbox, stalled, or all\n(all is every mode but stalled)")
 	fs.StringVar(&o.relay, "relay", "", "`host:port` of a running relaynode to measure instead of an in-process relay;\nthe bench registers its own echo and sink servers on it (mailbox mode is skipped)")
 	fs.StringVar(&o.admin, "admin", "", "admin `address` of the -relay (host:port or URL), to read its /metrics:\nrelay memory and fds for idle and listeners, and its dial and refusal counters")
 	fs.StringVar(&o.out, "out", "", "`dir`ectory to write results.json and the SVG plots into (created if missing)")
@@ -168,6 +174,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case o.admin != "" && o.relay == "":
 		return options{}, errors.New("-admin needs -relay: the in-process relay is measured directly")
 	}
+	if o.relay != "" && slices.Contains(o.modes, "stalled") {
+		return options{}, errors.New("stalled mode needs the in-process relay (it sets the relay's socket buffers): drop -relay")
+	}
 	if o.relay != "" && slices.Contains(o.modes, "mailbox") {
 		if *mode != "all" {
 			return options{}, errors.New("mailbox mode needs the in-process relay (it starts a fresh relay per setting): drop -relay")
@@ -189,14 +198,14 @@ func parseModes(s string) ([]string, error) {
 			for _, a := range allModes {
 				want[a] = true
 			}
-		case slices.Contains(allModes, m):
+		case slices.Contains(allModes, m), slices.Contains(namedModes, m):
 			want[m] = true
 		default:
-			return nil, fmt.Errorf("-mode: unknown mode %q (want %s or all)", m, strings.Join(allModes, ", "))
+			return nil, fmt.Errorf("-mode: unknown mode %q (want %s or all)", m, strings.Join(slices.Concat(allModes, namedModes), ", "))
 		}
 	}
 	var out []string
-	for _, m := range allModes {
+	for _, m := range slices.Concat(allModes, namedModes) {
 		if want[m] {
 			out = append(out, m)
 		}

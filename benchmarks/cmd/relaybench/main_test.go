@@ -230,6 +230,8 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{args: nil, modes: "latency,rate,bulk,idle,listeners,mailbox"},
 		{args: []string{"-mode", "rate,latency"}, modes: "latency,rate"},
+		{args: []string{"-mode", "stalled,latency"}, modes: "latency,stalled"},
+		{args: []string{"-relay", "127.0.0.1:1", "-mode", "stalled"}, wantErr: "in-process relay"},
 		{args: []string{"-relay", "127.0.0.1:1"}, modes: "latency,rate,bulk,idle,listeners"},
 		{args: []string{"-relay", "127.0.0.1:1", "-mode", "mailbox"}, wantErr: "in-process relay"},
 		{args: []string{"-mode", "fast"}, wantErr: "unknown mode"},

@@ -48,14 +48,19 @@ func benchConfig(log slog.Handler) relaynode.Config {
 
 // startRelay starts a relay for cfg on 127.0.0.1:0.
 func startRelay(cfg relaynode.Config) (*relayHandle, error) {
-	node, err := relaynode.New(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("new relay: %w", err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		node.Close()
 		return nil, fmt.Errorf("relay listen: %w", err)
+	}
+	return startRelayOn(cfg, ln)
+}
+
+// startRelayOn starts a relay for cfg serving ln, which it closes.
+func startRelayOn(cfg relaynode.Config, ln net.Listener) (*relayHandle, error) {
+	node, err := relaynode.New(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("new relay: %w", err)
 	}
 	r := &relayHandle{addr: ln.Addr().String(), node: node, served: make(chan error, 1)}
 	go func() { r.served <- node.Serve(ln) }()

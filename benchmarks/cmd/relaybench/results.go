@@ -26,6 +26,7 @@ type results struct {
 	Idle      *idleResult      `json:"idle,omitempty"`
 	Listeners *listenersResult `json:"listeners,omitempty"`
 	Mailbox   []mailboxRun     `json:"mailbox,omitempty"`
+	Stalled   *stalledRun      `json:"stalled,omitempty"`
 
 	Checks        []check            `json:"checks"`         // each figure against its DESIGN.md §8 target
 	RelayCounters []relayCounters    `json:"relay_counters"` // each relay's own dial and refusal counts

@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"io"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -128,33 +129,17 @@ func TestBinaryEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
+	srv := relaytest.ServeEcho(t, ln)
+	d := endpoints.NewRelayDialer(addr, "tester")
 	for i := range 3 {
-		c, err := endpoints.DialTCP("tcp", "e2e", addr, "tester")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := relaytest.Ping(ctx, d, "e2e")
+		cancel()
 		if err != nil {
 			t.Fatalf("dial %d: %v", i, err)
 		}
-		c.Write([]byte("ping"))
-		c.(interface{ CloseWrite() error }).CloseWrite()
-		got, err := io.ReadAll(c)
-		c.Close()
-		if err != nil || string(got) != "ping" {
-			t.Fatalf("dial %d: echo %q, %v", i, got, err)
-		}
 	}
-	ln.Close()
-	<-served
+	srv.Stop()
 
 	if err := p.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("exit after SIGTERM: %v; logs:\n%s", err, logs)
