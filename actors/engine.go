@@ -233,6 +233,10 @@ func (e *Engine) trackPair(pa *pair) bool {
 		return false
 	}
 	e.pairs[pa] = struct{}{}
+	// The pumps are counted here, under the lock Close reads stopped
+	// with, and not when the pair actor starts them: Close must never
+	// Wait while a spawned pair could still Add.
+	e.wg.Add(2)
 	return true
 }
 

@@ -369,3 +369,49 @@ func TestCallbackAfterUnregister(t *testing.T) {
 		waitLive(t, e, KindListener, 0)
 	}
 }
+
+// TestCloseWaitsForNewPairs is the regression test for a race between
+// Close and a pair spawned just before it: the pumps were counted when
+// the pair actor started them, which could be after Close had begun to
+// Wait. Under -race the old code failed within a few hundred rounds
+// ("WaitGroup is reused before previous Wait has returned", or a race
+// between Add and Wait); now every pump is counted before the spawn.
+func TestCloseWaitsForNewPairs(t *testing.T) {
+	const rounds = 200
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; i < rounds && time.Now().Before(deadline); i++ {
+		e, err := NewEngine(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		reg, err := e.Register(ctx, RegisterRequest{Name: "race", ClientAddr: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pd, err := e.Dial(ctx, "race", "", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nextEvent(t, reg)
+		p, err := e.Callback(ctx, pd.Token, reg.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientFar, clientNear := tcpPair(t)
+		serverFar, serverNear := tcpPair(t)
+		p.Offer(Client, clientNear, nil)
+		p.Offer(Server, serverNear, nil) // spawns the pair
+		e.Close()                        // at once: the pair may not have started
+		// After Close, the pumps are done and both far ends read the cut.
+		for _, c := range []net.Conn{clientFar, serverFar} {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == nil {
+				t.Fatalf("round %d: read data from a pair cut by Close", i)
+			} else if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("round %d: pair still open 5s after Close returned", i)
+			}
+			c.Close()
+		}
+	}
+}

@@ -57,6 +57,11 @@ func (pa *pair) Receive(ctx actor.Context) {
 	case *actor.Started:
 		pa.started = time.Now()
 		p := pa.pairing
+		// trackPair counted both pumps, so they start first, whatever
+		// else happens here. Their reports queue behind Started.
+		self := ctx.Self()
+		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
+		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
 		pa.engine.stats.spliced.Add(1)
 		if p.warm {
 			pa.engine.stats.spliceLatencyWarm.observe(time.Since(p.dialed))
@@ -64,16 +69,12 @@ func (pa *pair) Receive(ctx actor.Context) {
 			pa.engine.stats.spliceLatency.observe(time.Since(p.dialed))
 		}
 		p.reg.pairs.Add(1)
-		self := ctx.Self()
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
 			pa.timer = time.AfterFunc(d, func() {
 				pa.engine.stats.pairsCut[cutDuration].Add(1)
 				pa.abort()
 			})
 		}
-		pa.engine.wg.Add(2)
-		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
-		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
 	case *copyDoneMsg:
 		pa.bytes[m.dir] = m.n
 		pa.done++
