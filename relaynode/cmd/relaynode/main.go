@@ -30,7 +30,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr, nil); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -58,9 +58,10 @@ func (f mailboxFlag) Set(s string) error {
 	return nil
 }
 
-// run parses args, serves until a signal, and drains. ready, if not nil,
-// receives the bound address once the relay listens.
-func run(args []string, stderr io.Writer, ready chan<- string) error {
+// run parses args, serves until a signal, and drains. -version writes to
+// stdout; logs, -h and errors go to stderr. ready, if not nil, receives the
+// bound address once the relay listens.
+func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("relaynode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg relaynode.Config
@@ -71,7 +72,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve the relay on; use :8080 to serve the public")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) lets live pairs finish")
-	version := fs.Bool("version", false, "print the build's version and exit")
+	showVersion := fs.Bool("version", false, "print the build's version to stdout and exit")
 
 	g("TLS and auth", "tls-cert", "tls-key", "auth-file", "trusted-proxies")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
@@ -103,8 +104,8 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if *version {
-		fmt.Fprintln(stderr, versionString())
+	if *showVersion {
+		fmt.Fprintln(stdout, versionString())
 		return nil
 	}
 	if *trusted != "" {
