@@ -68,9 +68,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	var groups flagGroups
 	g := groups.add
 
-	g("network", "listen", "log-level", "grace", "version")
+	g("network", "listen", "log-level", "log-format", "grace", "version")
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve the relay on; use :8080 to serve the public")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log `format`: text (logfmt, slog's text handler) or json (one JSON object a line)")
 	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) lets live pairs finish")
 	showVersion := fs.Bool("version", false, "print the build's version to stdout and exit")
 
@@ -121,8 +122,21 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, err := newLogger(stderr, *logFormat, level)
+	if err != nil {
+		return err
+	}
 	cfg.Logger = log
+
+	// Signals are caught from here on, before the listen line is logged, so
+	// that a SIGTERM sent as soon as the relay listens drains it rather
+	// than kills it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	node, err := relaynode.New(cfg)
 	if err != nil {
@@ -160,9 +174,6 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if node.OpenMode() {
 		log.Warn("open mode: no -auth-file, so anyone may register any free name; use -auth-file on a public relay")
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	hupDone := make(chan struct{})
 	defer close(hupDone)
 	go func() {
@@ -180,9 +191,6 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 		}
 	}()
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- node.Serve(ln) }()
 
@@ -211,6 +219,18 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newLogger returns the binary's logger: slog's text or JSON handler on w.
+func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }
 
 // isLoopback reports whether a is a loopback address.
