@@ -127,6 +127,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 		return err
 	}
 	cfg.Logger = log
+	cfg.Version = buildVersion()
 
 	// Signals are caught from here on, before the listen line is logged, so
 	// that a SIGTERM sent as soon as the relay listens drains it rather
