@@ -87,6 +87,7 @@ func (n *Node) ServeAdmin(ln net.Listener) error {
 // Status is a snapshot of the node for operators: /status.json.
 type Status struct {
 	Node          string            `json:"node"`
+	Version       string            `json:"version"`
 	Started       time.Time         `json:"started"`
 	Uptime        string            `json:"uptime"`
 	Draining      bool              `json:"draining"`
@@ -99,6 +100,9 @@ type Status struct {
 	Names         []NameStatus      `json:"names"`
 	Refusals      []Refusal         `json:"refusals"`
 	Actors        []ActorKindStatus `json:"actors"`
+	// Limits are the effective limits, defaults applied, in Config's
+	// order.
+	Limits []LimitStatus `json:"limits"`
 }
 
 // NameStatus is one registered name on the status page: the sums over
@@ -139,6 +143,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	now := time.Now()
 	out := Status{
 		Node:          n.engine.NodeID(),
+		Version:       n.version(),
 		Started:       n.started,
 		Uptime:        now.Sub(n.started).Round(time.Second).String(),
 		Draining:      n.draining.Load(),
@@ -149,6 +154,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		BytesToClient: st.BytesToClient,
 		Dials:         n.counters.dialCounts(),
 		Refusals:      n.counters.refusalList(),
+		Limits:        effectiveLimits(&n.cfg),
 	}
 	// One row per name: a group's members are summed.
 	byName := make(map[string]*NameStatus, len(regs))
@@ -207,7 +213,7 @@ td:first-child,th:first-child{text-align:left}
 .draining{color:#b00;font-weight:bold} .empty{color:#888;font-style:italic}
 </style></head><body>
 <h1>clusterlink relay <code>{{.Node}}</code></h1>
-<div class="sub">up {{.Uptime}} · refreshes every 5 s{{if .Draining}} · <span class="draining">draining</span>{{end}}</div>
+<div class="sub">version <code class="version">{{.Version}}</code> · up {{.Uptime}} · {{if .Draining}}<span class="draining">draining</span>{{else}}<span class="serving">serving</span>{{end}} · refreshes every 5 s</div>
 <h2>Totals</h2>
 <div class="tiles">
 <div class="tile">registrations<b>{{.Registrations}}</b></div>
@@ -228,6 +234,10 @@ td:first-child,th:first-child{text-align:left}
 <h2>Actors</h2>
 <table><tr><th>kind</th><th>mailbox</th><th>live</th><th>messages</th><th>queued</th></tr>
 {{range .Actors}}<tr><td>{{.Kind}}</td><td>{{.Mailbox}}</td><td>{{.Live}}</td><td>{{.Processed}}</td><td>{{.Queued}}</td></tr>
+{{end}}</table>
+<h2>Limits</h2>
+<table class="limits"><tr><th>setting</th><th>value</th></tr>
+{{range .Limits}}<tr><td>{{.Name}}</td><td>{{.Value}}</td></tr>
 {{end}}</table>
 </body></html>
 `))

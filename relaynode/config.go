@@ -20,6 +20,11 @@ type Config struct {
 	// NodeID names the relay in ready events and the Relay-Node header.
 	// Empty means a random id.
 	NodeID string
+	// Version is the release the node reports in Status and on /status.
+	// Empty means the relay module's version as Go recorded it in the
+	// binary (runtime/debug.ReadBuildInfo), or "(devel)" without one. The
+	// relaynode binary sets it to what -version prints first.
+	Version string
 
 	// Heartbeat is the interval of the SSE heartbeat comment on every
 	// registration stream, announced in the ready event. Default 15s.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -68,7 +69,7 @@ func formatField(v reflect.Value) string {
 func helpDefaults(t *testing.T) map[string]string {
 	t.Helper()
 	var out bytes.Buffer
-	if err := run([]string{"-h"}, &out, nil); err == nil {
+	if err := run([]string{"-h"}, io.Discard, &out, nil); err == nil {
 		t.Fatal("-h: want flag.ErrHelp")
 	}
 	got := map[string]string{}

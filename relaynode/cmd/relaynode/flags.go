@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"runtime/debug"
 	"strings"
 )
 
@@ -76,39 +75,4 @@ func (g *flagGroups) usage(fs *flag.FlagSet) {
 			fmt.Fprintf(w, " [%s]\n", envName(f.Name))
 		}
 	}
-}
-
-// versionString describes the build from its embedded module and VCS
-// information.
-func versionString() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "relaynode (no build information)"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	s := fmt.Sprintf("relaynode %s %s", bi.Main.Path, v)
-	var rev, at, dirty string
-	for _, kv := range bi.Settings {
-		switch kv.Key {
-		case "vcs.revision":
-			rev = kv.Value
-		case "vcs.time":
-			at = kv.Value
-		case "vcs.modified":
-			if kv.Value == "true" {
-				dirty = " (modified)"
-			}
-		}
-	}
-	if rev == "" {
-		rev = "unknown (built without VCS stamping)"
-	}
-	s += fmt.Sprintf("\nrevision %s%s", rev, dirty)
-	if at != "" {
-		s += " at " + at
-	}
-	return s + "\n" + bi.GoVersion
 }

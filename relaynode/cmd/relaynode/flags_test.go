@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +36,7 @@ func TestEnvConfig(t *testing.T) {
 
 func TestHelpGroupsAndVersion(t *testing.T) {
 	var out bytes.Buffer
-	if err := run([]string{"-h"}, &out, nil); err == nil {
+	if err := run([]string{"-h"}, io.Discard, &out, nil); err == nil {
 		t.Fatal("-h: want flag.ErrHelp")
 	}
 	help := out.String()
@@ -50,11 +53,38 @@ func TestHelpGroupsAndVersion(t *testing.T) {
 			t.Errorf("help lacks %s", f)
 		}
 	}
-	out.Reset()
-	if err := run([]string{"-version"}, &out, nil); err != nil {
+	var stdout, stderr bytes.Buffer
+	if err := run([]string{"-version"}, &stdout, &stderr, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "github.com/clusterlink-relay/relay") || !strings.Contains(out.String(), "go1.") {
-		t.Fatalf("-version printed %q", out.String())
+	if !strings.HasPrefix(stdout.String(), "relaynode ") || !strings.Contains(stdout.String(), "github.com/clusterlink-relay/relay") || !strings.Contains(stdout.String(), "go1.") {
+		t.Fatalf("-version printed %q to stdout", stdout.String())
+	}
+	if stderr.Len() != 0 {
+		t.Fatalf("-version wrote %q to stderr, want nothing", stderr.String())
+	}
+}
+
+// TestVersionBinary builds the binary stamped with -ldflags -X main.version
+// and checks that -version prints that version to stdout, nothing to
+// stderr, and exits 0.
+func TestVersionBinary(t *testing.T) {
+	const stamp = "v0.1.0-test.7"
+	bin := filepath.Join(t.TempDir(), "relaynode")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+stamp, "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, "-version")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("relaynode -version: %v (want exit 0); stderr %q", err, stderr.String())
+	}
+	if first, _, _ := strings.Cut(stdout.String(), "\n"); first != "relaynode "+stamp {
+		t.Fatalf("first stdout line %q, want %q; stdout:\n%s", first, "relaynode "+stamp, stdout.String())
+	}
+	if stderr.Len() != 0 {
+		t.Fatalf("stderr %q, want empty", stderr.String())
 	}
 }

@@ -30,7 +30,7 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr, nil); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -58,20 +58,22 @@ func (f mailboxFlag) Set(s string) error {
 	return nil
 }
 
-// run parses args, serves until a signal, and drains. ready, if not nil,
-// receives the bound address once the relay listens.
-func run(args []string, stderr io.Writer, ready chan<- string) error {
+// run parses args, serves until a signal, and drains. -version writes to
+// stdout; logs, -h and errors go to stderr. ready, if not nil, receives the
+// bound address once the relay listens.
+func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs := flag.NewFlagSet("relaynode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg relaynode.Config
 	var groups flagGroups
 	g := groups.add
 
-	g("network", "listen", "log-level", "grace", "version")
+	g("network", "listen", "log-level", "log-format", "grace", "version")
 	listen := fs.String("listen", "127.0.0.1:8080", "`address` to serve the relay on; use :8080 to serve the public")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log `format`: text (logfmt, slog's text handler) or json (one JSON object a line)")
 	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) lets live pairs finish")
-	version := fs.Bool("version", false, "print the build's version and exit")
+	showVersion := fs.Bool("version", false, "print the build's version to stdout and exit")
 
 	g("TLS and auth", "tls-cert", "tls-key", "auth-file", "trusted-proxies")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
@@ -103,8 +105,8 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if *version {
-		fmt.Fprintln(stderr, versionString())
+	if *showVersion {
+		fmt.Fprintln(stdout, versionString())
 		return nil
 	}
 	if *trusted != "" {
@@ -120,8 +122,22 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log, err := newLogger(stderr, *logFormat, level)
+	if err != nil {
+		return err
+	}
 	cfg.Logger = log
+	cfg.Version = buildVersion()
+
+	// Signals are caught from here on, before the listen line is logged, so
+	// that a SIGTERM sent as soon as the relay listens drains it rather
+	// than kills it.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	node, err := relaynode.New(cfg)
 	if err != nil {
@@ -159,9 +175,6 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	if node.OpenMode() {
 		log.Warn("open mode: no -auth-file, so anyone may register any free name; use -auth-file on a public relay")
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	hupDone := make(chan struct{})
 	defer close(hupDone)
 	go func() {
@@ -179,9 +192,6 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 		}
 	}()
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	served := make(chan error, 1)
 	go func() { served <- node.Serve(ln) }()
 
@@ -210,6 +220,18 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newLogger returns the binary's logger: slog's text or JSON handler on w.
+func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }
 
 // isLoopback reports whether a is a loopback address.
