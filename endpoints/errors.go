@@ -6,27 +6,37 @@ import (
 	"net/http"
 )
 
-// Sentinel errors.
+// Sentinel errors. Their text carries no package prefix: the API
+// functions wrap them once as `endpoints: OP "NAME": …`.
 var (
 	// ErrUnsupportedNetwork is returned for a network other than "tcp",
 	// "tcp4" or "tcp6".
-	ErrUnsupportedNetwork = errors.New("endpoints: unsupported network")
+	ErrUnsupportedNetwork = errors.New("unsupported network")
 	// ErrBadRelayAddress is returned for a relay address that is not
-	// host:port, http://host:port or https://host:port.
-	ErrBadRelayAddress = errors.New("endpoints: bad relay address")
+	// host:port, http://host:port or https://host:port, with a host and a
+	// numeric port from 1 to 65535. The error names the input.
+	ErrBadRelayAddress = errors.New("bad relay address")
+	// ErrNotRelay is returned when the server at the relay address answers
+	// HTTP but not as a relay: its response lacks the Relay-Node header
+	// that a relay sets on every response (wire.HeaderNode). It is not a
+	// *RelayError: the status is the other server's, not a refusal.
+	ErrNotRelay = errors.New("not a relay (no Relay-Node header in the answer)")
 	// ErrProtocol is returned when the relay's answer breaks the protocol.
-	ErrProtocol = errors.New("endpoints: protocol error")
+	ErrProtocol = errors.New("protocol error")
 	// ErrNoTLSConfig is returned by the MTLS dialers and listeners for a
 	// nil *tls.Config.
-	ErrNoTLSConfig = errors.New("endpoints: nil tls.Config")
+	ErrNoTLSConfig = errors.New("nil tls.Config")
 	// ErrNoCertificate is returned by the MTLS listeners for a config with
 	// no certificate source (Certificates, GetCertificate or
-	// GetConfigForClient), and for a mutual config with no ClientCAs.
-	ErrNoCertificate = errors.New("endpoints: tls.Config has no certificate")
+	// GetConfigForClient).
+	ErrNoCertificate = errors.New("tls.Config has no certificate (set Certificates or GetCertificate)")
+	// ErrNoClientCAs is returned by the MTLS listeners for a mutual config
+	// (ClientAuth left zero) with no ClientCAs to verify clients against.
+	ErrNoClientCAs = errors.New("mutual TLS needs ClientCAs (or set ClientAuth explicitly)")
 	// ErrStreamEnded is recorded in ListenerState.LastError when a
 	// registration stream ends (a drain, a relay restart, a link found
 	// dead). The listener then re-registers; Accept does not return it.
-	ErrStreamEnded = errors.New("endpoints: registration stream ended")
+	ErrStreamEnded = errors.New("registration stream ended")
 )
 
 // RelayError is the relay's refusal of a request: its HTTP status and the

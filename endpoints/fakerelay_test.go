@@ -80,7 +80,7 @@ func (fr *fakeRelay) handle(c net.Conn, payload []byte) error {
 	switch {
 	case strings.HasPrefix(req.URL.Path, wire.PathListen):
 		tok := wire.NewToken().String()
-		b := []byte("HTTP/1.1 200 OK\r\nContent-Type: " + wire.ContentTypeEventStream + "\r\n\r\n")
+		b := []byte("HTTP/1.1 200 OK\r\nRelay-Node: fake\r\nContent-Type: " + wire.ContentTypeEventStream + "\r\n\r\n")
 		b, _ = wire.AppendJSONEvent(b, wire.EventReady, wire.ReadyEvent{Node: "fake", Registration: fr.regID, HeartbeatMillis: 60000})
 		b, _ = wire.AppendJSONEvent(b, wire.EventConnect, wire.ConnectEvent{
 			Token: tok, Client: clientName, ClientAddr: fakeClientAddr, Callback: wire.PathAccept + tok,
@@ -95,13 +95,13 @@ func (fr *fakeRelay) handle(c net.Conn, payload []byte) error {
 		return nil
 	case strings.HasPrefix(req.URL.Path, wire.PathAccept):
 		if got := req.Header.Get(wire.HeaderRegistration); got != fr.regID {
-			_, err := c.Write([]byte("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			_, err := c.Write([]byte("HTTP/1.1 403 Forbidden\r\nRelay-Node: fake\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 			return err
 		}
 		upgrade += wire.HeaderClientName + ": " + clientName + "\r\n" + wire.HeaderClientAddr + ": " + fakeClientAddr + "\r\n"
 	case strings.HasPrefix(req.URL.Path, wire.PathDial):
 	default:
-		_, err := c.Write([]byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		_, err := c.Write([]byte("HTTP/1.1 404 Not Found\r\nRelay-Node: fake\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 		return err
 	}
 	if _, err := c.Write(append([]byte(upgrade+"\r\n"), payload...)); err != nil {

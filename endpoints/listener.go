@@ -192,7 +192,7 @@ func readReady(ctx context.Context, br *bufio.Reader, name string) (*wire.Reader
 	if err != nil {
 		return nil, wire.ReadyEvent{}, ctxErr(ctx, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderNode) == "" {
 		return nil, wire.ReadyEvent{}, refusal(resp, "listen", name)
 	}
 	sse := wire.NewReader(resp.Body, 0, 0)

@@ -95,7 +95,7 @@ func ListenMTLS(network, address string, config *tls.Config, relayURL string, op
 // default: a config whose ClientAuth is tls.NoClientCert gets
 // tls.RequireAndVerifyClientCert, and then must have ClientCAs. For other
 // modes set ClientAuth explicitly. A config with no certificate source is
-// an error. Handshakes run concurrently (WithCallbackWorkers of them),
+// ErrNoCertificate, a mutual one without ClientCAs ErrNoClientCAs. Handshakes run concurrently (WithCallbackWorkers of them),
 // each bounded by the handshake timeout, so one slow or bad client never
 // blocks Accept; a failed handshake is counted and dropped. Accept returns
 // *tls.Conn values, handshake complete: ConnectionState().VerifiedChains
@@ -137,7 +137,7 @@ func serverTLS(config *tls.Config) (*tls.Config, error) {
 	cfg := config.Clone()
 	if cfg.ClientAuth == tls.NoClientCert {
 		if cfg.ClientCAs == nil && cfg.GetConfigForClient == nil {
-			return nil, fmt.Errorf("%w: mutual TLS needs ClientCAs (or set ClientAuth explicitly)", ErrNoCertificate)
+			return nil, ErrNoClientCAs
 		}
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}

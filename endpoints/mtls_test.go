@@ -303,7 +303,7 @@ func TestMTLSConfig(t *testing.T) {
 		}{
 			{"nil", nil, endpoints.ErrNoTLSConfig},
 			{"no-certificate", &tls.Config{ClientCAs: pki.ca.Pool}, endpoints.ErrNoCertificate},
-			{"mutual-without-client-cas", &tls.Config{Certificates: cert}, endpoints.ErrNoCertificate},
+			{"mutual-without-client-cas", &tls.Config{Certificates: cert}, endpoints.ErrNoClientCAs},
 		} {
 			ln, err := endpoints.ListenMTLS("tcp", name, tc.cfg, r.URL)
 			if ln != nil {

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,20 +26,32 @@ type relay struct {
 }
 
 // parseRelay accepts host:port, http://host:port and https://host:port. A
-// URL without a port takes 80 or 443.
+// URL without a port takes 80 or 443. Every other input, including a
+// host:port with junk after the port ("h:80/"), an empty host or a port
+// outside 1-65535, is ErrBadRelayAddress naming the input.
 func parseRelay(s string) (relay, error) {
+	bad := func(why string) (relay, error) {
+		return relay{}, fmt.Errorf("%w %q: %s", ErrBadRelayAddress, s, why)
+	}
+	if s == "" {
+		return bad("empty")
+	}
 	if !strings.Contains(s, "://") {
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			return relay{}, fmt.Errorf("%w %q: %v", ErrBadRelayAddress, s, err)
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			return bad("want host:port, http://host:port or https://host:port")
+		}
+		if why := checkHostPort(host, port); why != "" {
+			return bad(why)
 		}
 		return relay{host: s}, nil
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return relay{}, fmt.Errorf("%w %q: %v", ErrBadRelayAddress, s, err)
+		return bad("not a URL")
 	}
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Host == "" {
-		return relay{}, fmt.Errorf("%w %q: want scheme://host:port only", ErrBadRelayAddress, s)
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Host == "" {
+		return bad("want scheme://host:port only")
 	}
 	var r relay
 	port := u.Port()
@@ -52,10 +66,37 @@ func parseRelay(s string) (relay, error) {
 			port = "443"
 		}
 	default:
-		return relay{}, fmt.Errorf("%w %q: scheme %q", ErrBadRelayAddress, s, u.Scheme)
+		return bad(fmt.Sprintf("scheme %q, want http or https", u.Scheme))
+	}
+	if strings.HasSuffix(u.Host, ":") {
+		return bad("empty port")
+	}
+	if why := checkHostPort(u.Hostname(), port); why != "" {
+		return bad(why)
 	}
 	r.host = net.JoinHostPort(u.Hostname(), port)
 	return r, nil
+}
+
+// checkHostPort returns why host and port cannot name a relay, or "". The
+// host is an IP address or a DNS name; the port a number from 1 to 65535.
+func checkHostPort(host, port string) string {
+	if host == "" {
+		return "empty host"
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Sprintf("port %q, want 1-65535", port)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Sprintf("host %q: byte %q", host, c)
+		}
+	}
+	return ""
 }
 
 func checkNetwork(network string) error {
@@ -117,11 +158,19 @@ func exchange(ctx context.Context, conn net.Conn, r relay, path string, header [
 }
 
 // refusal reads the reason of an answer that is not the one wanted and
-// returns it as a *RelayError.
-func refusal(resp *http.Response, op, name string) *RelayError {
-	reason, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxReasonLen))
+// returns it as a *RelayError; an answer without the relay's Relay-Node
+// header did not come from a relay, and is ErrNotRelay.
+func refusal(resp *http.Response, op, name string) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, wire.MaxReasonLen))
 	resp.Body.Close()
-	return &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: strings.TrimSpace(string(reason))}
+	reason := strings.TrimSpace(string(b))
+	if resp.Header.Get(wire.HeaderNode) == "" {
+		if reason == "" {
+			return fmt.Errorf("%w: answered %q", ErrNotRelay, resp.Status)
+		}
+		return fmt.Errorf("%w: answered %q: %q", ErrNotRelay, resp.Status, reason)
+	}
+	return &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: reason}
 }
 
 // appendRequest appends a protocol request for path to b: POST, no body,

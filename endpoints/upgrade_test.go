@@ -45,11 +45,12 @@ func answerOnce(t *testing.T, answer string) string {
 func TestUpgradeAnswers(t *testing.T) {
 	const up = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: clusterlink-relay/1\r\n"
 	tests := []struct {
-		name   string
-		answer string
-		head   string // bytes the conn reads first, for a success
-		proto  bool   // an ErrProtocol error
-		status int    // a *RelayError with this status
+		name     string
+		answer   string
+		head     string // bytes the conn reads first, for a success
+		proto    bool   // an ErrProtocol error
+		status   int    // a *RelayError with this status
+		notRelay bool   // ErrNotRelay, and no *RelayError
 	}{
 		{name: "101 with bytes behind", answer: up + "Relay-Node: n\r\n\r\nHELLO", head: "HELLO"},
 		{name: "header names any case", answer: "HTTP/1.1 101 Switching Protocols\r\nupgrade: CLUSTERLINK-relay/1\r\n\r\nx", head: "x"},
@@ -63,8 +64,9 @@ func TestUpgradeAnswers(t *testing.T) {
 		{name: "header line without colon", answer: up + "garbage\r\n\r\n", proto: true},
 		{name: "cut short", answer: "HTTP/1.1 101 Swit", proto: false},
 		{name: "cut in the headers", answer: up, proto: true},
-		{name: "refusal", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 12\r\n\r\nunknown name", status: 404},
-		{name: "HTTP/1.0 101 is not ours", answer: "HTTP/1.0 101 Switching Protocols\r\nUpgrade: clusterlink-relay/1\r\n\r\n", status: 101},
+		{name: "refusal", answer: "HTTP/1.1 404 Not Found\r\nRelay-Node: n\r\nContent-Length: 12\r\n\r\nunknown name", status: 404},
+		{name: "HTTP/1.0 101 is not ours", answer: "HTTP/1.0 101 Switching Protocols\r\nRelay-Node: n\r\nUpgrade: clusterlink-relay/1\r\n\r\n", status: 101},
+		{name: "404 from a server that is not a relay", answer: "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\n404 page not found\n", notRelay: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +87,11 @@ func TestUpgradeAnswers(t *testing.T) {
 				var re *endpoints.RelayError
 				if !errors.As(err, &re) || re.Status != tt.status {
 					t.Fatalf("dial error %v, want a RelayError %d", err, tt.status)
+				}
+			case tt.notRelay:
+				var re *endpoints.RelayError
+				if !errors.Is(err, endpoints.ErrNotRelay) || errors.As(err, &re) {
+					t.Fatalf("dial error %v, want ErrNotRelay and no *RelayError", err)
 				}
 			case tt.proto:
 				if !errors.Is(err, endpoints.ErrProtocol) {
