@@ -18,14 +18,13 @@ import (
 // methods are what the HTTP handlers call; each sends one message and waits,
 // bounded, for the reply. They never block on another peer.
 type Engine struct {
-	cfg        Config
-	log        *slog.Logger
-	system     *actor.ActorSystem
-	root       *actor.RootContext
-	directory  *actor.PID
-	stats      stats
-	replyBound time.Duration // the longest wait for an actor's reply
-	closed     atomic.Bool
+	cfg       Config
+	log       *slog.Logger
+	system    *actor.ActorSystem
+	root      *actor.RootContext
+	directory *actor.PID
+	stats     stats
+	closed    atomic.Bool
 
 	wg sync.WaitGroup // copy goroutines
 
@@ -42,11 +41,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	cfg.setDefaults()
 	e := &Engine{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		replyBound: 5 * time.Second,
-		pairs:      make(map[*pair]struct{}),
-		pairings:   make(map[*Pairing]struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		pairs:    make(map[*pair]struct{}),
+		pairings: make(map[*Pairing]struct{}),
 	}
 	actorLog := slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	e.system = actor.NewActorSystemWithConfig(actor.Configure(
@@ -87,11 +85,19 @@ func (e *Engine) send(pid *actor.PID, msg any) {
 	}
 }
 
+// replyBound is the longest a caller waits for an actor's reply before it
+// is refused 503. An actor answers in microseconds; the bound is only
+// reached when the engine is wedged or far past its capacity, so it is
+// generous (no healthy but loaded engine reaches it) and fixed rather than a
+// setting: it is no knob for latency, only a guarantee that a handler never
+// hangs on the engine. PendingDial.Wait adds it to the callback deadline.
+const replyBound = 5 * time.Second
+
 // await waits for an actor's reply, for at most replyBound or until ctx
 // ends. Replies travel on channels of capacity 1, so an abandoned reply
 // never blocks its actor.
 func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
-	t := time.NewTimer(e.replyBound)
+	t := time.NewTimer(replyBound)
 	defer t.Stop()
 	var zero R
 	select {
@@ -206,22 +212,6 @@ func (e *Engine) Registrations(ctx context.Context) ([]RegistrationInfo, error) 
 // event on every registration's stream.
 func (e *Engine) Drain(reason string) {
 	e.send(e.directory, &drainMsg{reason: reason})
-}
-
-// LivePairs returns the number of pairs still copying.
-func (e *Engine) LivePairs() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.pairs)
-}
-
-// AbortPairs cuts every live pair. It does not wait.
-func (e *Engine) AbortPairs() {
-	e.mu.Lock()
-	for pa := range e.pairs {
-		pa.abort()
-	}
-	e.mu.Unlock()
 }
 
 // trackPair records a pair about to start. It reports false once Close has

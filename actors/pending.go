@@ -43,7 +43,7 @@ func (p *PendingDial) Wait(ctx context.Context) Outcome {
 	case <-ctx.Done():
 	}
 	p.engine.send(p.pid, &cancelMsg{})
-	t := time.NewTimer(time.Until(p.Deadline) + p.engine.replyBound)
+	t := time.NewTimer(time.Until(p.Deadline) + replyBound)
 	defer t.Stop()
 	select {
 	case o := <-p.outcome:
