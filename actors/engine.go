@@ -25,6 +25,11 @@ type Engine struct {
 	directory *actor.PID
 	stats     stats
 	closed    atomic.Bool
+	failed    atomic.Bool // the directory stopped on its own: refuse as closed
+
+	// panicOn, set only by tests, makes an actor of a kind panic on a
+	// message it matches: supervision is exercised on the real actors.
+	panicOn atomic.Pointer[panicHook]
 
 	wg sync.WaitGroup // copy goroutines
 
@@ -65,6 +70,25 @@ func NewEngine(cfg Config) (*Engine, error) {
 	))
 	return e, nil
 }
+
+// panicHook is a test's order to panic: in an actor of kind, on the first
+// message match accepts.
+type panicHook struct {
+	kind  Kind
+	match func(msg any) bool
+	fired atomic.Bool
+}
+
+// testHook panics if a test asked an actor of kind k to fail on msg. It
+// costs one atomic load when no test did.
+func (e *Engine) testHook(k Kind, msg any) {
+	if h := e.panicOn.Load(); h != nil && h.kind == k && h.match(msg) && h.fired.CompareAndSwap(false, true) {
+		panic("actors: test panic in " + k.String())
+	}
+}
+
+// refusing reports whether calls are refused as after Close.
+func (e *Engine) refusing() bool { return e.closed.Load() || e.failed.Load() }
 
 // NodeID returns the node id announced in ready events.
 func (e *Engine) NodeID() string { return e.cfg.NodeID }
@@ -142,7 +166,7 @@ type RegisterRequest struct {
 // held and the request may not join or replace its holder, 503 if the
 // engine drains.
 func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registration, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan registerReply, 1)
@@ -162,7 +186,7 @@ func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registrati
 // the outcome. It fails with a *Refusal: 404 unknown name, 503 queue full or
 // draining.
 func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) (*PendingDial, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan dialReply, 1)
@@ -182,7 +206,7 @@ func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) 
 // fails with a *Refusal: 404 unknown token, 410 used or expired, 403
 // another registration's token.
 func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (*Pairing, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan callbackReply, 1)
@@ -200,7 +224,7 @@ func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (
 // Registrations returns a snapshot of every live registration, in no
 // particular order.
 func (e *Engine) Registrations(ctx context.Context) ([]RegistrationInfo, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan []RegistrationInfo, 1)

@@ -30,6 +30,7 @@ func newListener(e *Engine, reg *Registration) *listener {
 }
 
 func (l *listener) Receive(ctx actor.Context) {
+	l.engine.testHook(kindListener, ctx.Message())
 	switch m := ctx.Message().(type) {
 	case *dialMsg:
 		l.dial(ctx, m)
