@@ -100,6 +100,11 @@ func (e *Engine) Config() Config { return e.cfg }
 // hot paths that check a cap.
 func (e *Engine) Live(k Kind) int64 { return e.stats.live[k].Load() }
 
+// WaitNone returns nil once no actor of kind k is live (at once if none
+// is), or ctx's error if ctx ends first. It is woken by the actor whose end
+// brings the count to zero, not by polling.
+func (e *Engine) WaitNone(ctx context.Context, k Kind) error { return e.stats.waitZero(ctx, k) }
+
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats { return e.stats.snapshot() }
 

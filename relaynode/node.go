@@ -349,32 +349,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 	// Dials made before the drain get their callbacks first: the streams
 	// stay open, and the servers accept, until no dial is pending.
-	err := untilZero(ctx, func() int64 { return n.engine.Live(actors.KindPending) })
+	err := n.engine.WaitNone(ctx, actors.KindPending)
 	for _, s := range servers {
 		if e := s.Shutdown(ctx); e != nil && err == nil {
 			err = e
 		}
 	}
 	if err == nil {
-		err = untilZero(ctx, func() int64 { return n.engine.Live(actors.KindPair) })
+		err = n.engine.WaitNone(ctx, actors.KindPair)
 	}
 	n.Close()
 	return err
-}
-
-// untilZero polls count every 20ms until it is zero, or returns ctx's
-// error when ctx ends first.
-func untilZero(ctx context.Context, count func() int64) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for count() > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // Close stops the relay at once: servers close, streams end, pending dials
