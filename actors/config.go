@@ -41,15 +41,18 @@ type Mailboxes struct {
 	Pair      Mailbox
 }
 
-// DefaultMailboxes are the defaults, chosen from the mailbox sweep recorded
-// in docs/TUNING.md: the directory sees every dial and callback, so it
-// takes the lock-free queue; the other kinds see a handful of messages in
-// their lives, where the plain unbounded queue allocates least.
-var DefaultMailboxes = Mailboxes{
-	Directory: Mailbox{Kind: MailboxUnboundedLockfree},
-	Listener:  Mailbox{Kind: MailboxUnbounded},
-	Pending:   Mailbox{Kind: MailboxUnbounded},
-	Pair:      Mailbox{Kind: MailboxUnbounded},
+// DefaultMailboxes returns the defaults, chosen from the mailbox sweep
+// recorded in docs/TUNING.md: the directory sees every dial and callback, so
+// it takes the lock-free queue; the other kinds see a handful of messages in
+// their lives, where the plain unbounded queue allocates least. Each call
+// returns a fresh copy: the defaults cannot be changed from outside.
+func DefaultMailboxes() Mailboxes {
+	return Mailboxes{
+		Directory: Mailbox{Kind: MailboxUnboundedLockfree},
+		Listener:  Mailbox{Kind: MailboxUnbounded},
+		Pending:   Mailbox{Kind: MailboxUnbounded},
+		Pair:      Mailbox{Kind: MailboxUnbounded},
+	}
 }
 
 const maxBoundedMailbox = 1 << 20
@@ -218,7 +221,7 @@ type Config struct {
 	// NodeID names this relay in ready events. Empty means a random id.
 	NodeID string
 	// Mailboxes sets each actor kind's mailbox. Zero fields take
-	// DefaultMailboxes.
+	// DefaultMailboxes().
 	Mailboxes Mailboxes
 	// Limits are the engine's limits; zero fields take their defaults.
 	Limits
@@ -231,10 +234,11 @@ func (c *Config) setDefaults() {
 	if c.NodeID == "" {
 		c.NodeID = "relay-" + newID()[:8]
 	}
-	c.Mailboxes.Directory = c.Mailboxes.Directory.withDefault(DefaultMailboxes.Directory)
-	c.Mailboxes.Listener = c.Mailboxes.Listener.withDefault(DefaultMailboxes.Listener)
-	c.Mailboxes.Pending = c.Mailboxes.Pending.withDefault(DefaultMailboxes.Pending)
-	c.Mailboxes.Pair = c.Mailboxes.Pair.withDefault(DefaultMailboxes.Pair)
+	def := DefaultMailboxes()
+	c.Mailboxes.Directory = c.Mailboxes.Directory.withDefault(def.Directory)
+	c.Mailboxes.Listener = c.Mailboxes.Listener.withDefault(def.Listener)
+	c.Mailboxes.Pending = c.Mailboxes.Pending.withDefault(def.Pending)
+	c.Mailboxes.Pair = c.Mailboxes.Pair.withDefault(def.Pair)
 	c.Limits = c.Limits.WithDefaults()
 }
 

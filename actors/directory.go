@@ -37,11 +37,15 @@ func newDirectory(e *Engine) *directory {
 }
 
 func (d *directory) Receive(ctx actor.Context) {
+	d.engine.testHook(kindDirectory, ctx.Message())
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		d.engine.stats.started(kindDirectory)
 	case *actor.Stopped:
 		d.engine.stats.stopped(kindDirectory)
+		// Outside Close this is a failure: nothing would answer a request
+		// sent to the directory any more, so refuse them at once.
+		d.engine.failed.Store(true)
 	case *registerMsg:
 		d.register(ctx, m)
 	case *unregisterMsg:
@@ -204,7 +208,44 @@ func (d *directory) callback(ctx actor.Context, m *callbackMsg) {
 
 // stopOnPanic stops a failing actor instead of restarting it: a restarted
 // actor would lose the state it owns (its pending dials, its pair), and its
-// Stopping handler is what answers the requests that wait on it.
-var stopOnPanic = actor.NewOneForOneStrategy(0, 0, func(reason any) actor.Directive {
-	return actor.StopDirective
-})
+// Stopping handler is what answers the requests that wait on it. The request
+// the actor failed on is answered here, 500, since no Stopping knows of it;
+// the messages still queued behind it are dropped with the actor, and their
+// callers are answered by their reply bound.
+var stopOnPanic actor.SupervisorStrategy = stopAndAnswer{}
+
+type stopAndAnswer struct{}
+
+func (stopAndAnswer) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, _ *actor.RestartStatistics, _, message any) {
+	answerFailed(actor.UnwrapEnvelopeMessage(message))
+	sup.StopChildren(child)
+}
+
+// answerFailed answers msg, a request whose actor failed while handling it,
+// with a 500, unless it was answered before the failure.
+func answerFailed(msg any) {
+	switch m := msg.(type) {
+	case *registerMsg:
+		trySend(m.reply, registerReply{err: refuseInternal})
+	case *dialMsg:
+		trySend(m.reply, dialReply{err: refuseInternal})
+	case *callbackMsg:
+		trySend(m.reply, callbackReply{err: refuseInternal})
+	case *parkMsg:
+		trySend(m.reply, parkReply{err: refuseInternal})
+	case *snapshotMsg:
+		trySend(m.reply, nil)
+	case *drainMsg:
+		if m.reply != nil {
+			trySend(m.reply, 0)
+		}
+	}
+}
+
+// trySend sends v on a reply channel (capacity 1) unless it is full.
+func trySend[T any](c chan T, v T) {
+	select {
+	case c <- v:
+	default:
+	}
+}

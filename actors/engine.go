@@ -18,14 +18,18 @@ import (
 // methods are what the HTTP handlers call; each sends one message and waits,
 // bounded, for the reply. They never block on another peer.
 type Engine struct {
-	cfg        Config
-	log        *slog.Logger
-	system     *actor.ActorSystem
-	root       *actor.RootContext
-	directory  *actor.PID
-	stats      stats
-	replyBound time.Duration // the longest wait for an actor's reply
-	closed     atomic.Bool
+	cfg       Config
+	log       *slog.Logger
+	system    *actor.ActorSystem
+	root      *actor.RootContext
+	directory *actor.PID
+	stats     stats
+	closed    atomic.Bool
+	failed    atomic.Bool // the directory stopped on its own: refuse as closed
+
+	// panicOn, set only by tests, makes an actor of a kind panic on a
+	// message it matches: supervision is exercised on the real actors.
+	panicOn atomic.Pointer[panicHook]
 
 	wg sync.WaitGroup // copy goroutines
 
@@ -42,11 +46,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	cfg.setDefaults()
 	e := &Engine{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		replyBound: 5 * time.Second,
-		pairs:      make(map[*pair]struct{}),
-		pairings:   make(map[*Pairing]struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		pairs:    make(map[*pair]struct{}),
+		pairings: make(map[*Pairing]struct{}),
 	}
 	actorLog := slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	e.system = actor.NewActorSystemWithConfig(actor.Configure(
@@ -68,6 +71,25 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// panicHook is a test's order to panic: in an actor of kind, on the first
+// message match accepts.
+type panicHook struct {
+	kind  Kind
+	match func(msg any) bool
+	fired atomic.Bool
+}
+
+// testHook panics if a test asked an actor of kind k to fail on msg. It
+// costs one atomic load when no test did.
+func (e *Engine) testHook(k Kind, msg any) {
+	if h := e.panicOn.Load(); h != nil && h.kind == k && h.match(msg) && h.fired.CompareAndSwap(false, true) {
+		panic("actors: test panic in " + k.String())
+	}
+}
+
+// refusing reports whether calls are refused as after Close.
+func (e *Engine) refusing() bool { return e.closed.Load() || e.failed.Load() }
+
 // NodeID returns the node id announced in ready events.
 func (e *Engine) NodeID() string { return e.cfg.NodeID }
 
@@ -78,6 +100,11 @@ func (e *Engine) Config() Config { return e.cfg }
 // hot paths that check a cap.
 func (e *Engine) Live(k Kind) int64 { return e.stats.live[k].Load() }
 
+// WaitNone returns nil once no actor of kind k is live (at once if none
+// is), or ctx's error if ctx ends first. It is woken by the actor whose end
+// brings the count to zero, not by polling.
+func (e *Engine) WaitNone(ctx context.Context, k Kind) error { return e.stats.waitZero(ctx, k) }
+
 // Stats returns a snapshot of the engine's counters.
 func (e *Engine) Stats() Stats { return e.stats.snapshot() }
 
@@ -87,11 +114,19 @@ func (e *Engine) send(pid *actor.PID, msg any) {
 	}
 }
 
+// replyBound is the longest a caller waits for an actor's reply before it
+// is refused 503. An actor answers in microseconds; the bound is only
+// reached when the engine is wedged or far past its capacity, so it is
+// generous (no healthy but loaded engine reaches it) and fixed rather than a
+// setting: it is no knob for latency, only a guarantee that a handler never
+// hangs on the engine. PendingDial.Wait adds it to the callback deadline.
+const replyBound = 5 * time.Second
+
 // await waits for an actor's reply, for at most replyBound or until ctx
 // ends. Replies travel on channels of capacity 1, so an abandoned reply
 // never blocks its actor.
 func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
-	t := time.NewTimer(e.replyBound)
+	t := time.NewTimer(replyBound)
 	defer t.Stop()
 	var zero R
 	select {
@@ -136,7 +171,7 @@ type RegisterRequest struct {
 // held and the request may not join or replace its holder, 503 if the
 // engine drains.
 func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registration, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan registerReply, 1)
@@ -156,7 +191,7 @@ func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registrati
 // the outcome. It fails with a *Refusal: 404 unknown name, 503 queue full or
 // draining.
 func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) (*PendingDial, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan dialReply, 1)
@@ -176,7 +211,7 @@ func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) 
 // fails with a *Refusal: 404 unknown token, 410 used or expired, 403
 // another registration's token.
 func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (*Pairing, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan callbackReply, 1)
@@ -194,7 +229,7 @@ func (e *Engine) Callback(ctx context.Context, token, registration wire.Token) (
 // Registrations returns a snapshot of every live registration, in no
 // particular order.
 func (e *Engine) Registrations(ctx context.Context) ([]RegistrationInfo, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan []RegistrationInfo, 1)
@@ -206,22 +241,6 @@ func (e *Engine) Registrations(ctx context.Context) ([]RegistrationInfo, error) 
 // event on every registration's stream.
 func (e *Engine) Drain(reason string) {
 	e.send(e.directory, &drainMsg{reason: reason})
-}
-
-// LivePairs returns the number of pairs still copying.
-func (e *Engine) LivePairs() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.pairs)
-}
-
-// AbortPairs cuts every live pair. It does not wait.
-func (e *Engine) AbortPairs() {
-	e.mu.Lock()
-	for pa := range e.pairs {
-		pa.abort()
-	}
-	e.mu.Unlock()
 }
 
 // trackPair records a pair about to start. It reports false once Close has

@@ -36,4 +36,5 @@ var (
 	refuseListenerGone   = &Refusal{http.StatusBadGateway, "registration ended"}
 	refuseCancelled      = &Refusal{499, "dial cancelled"}
 	refuseBusy           = &Refusal{http.StatusServiceUnavailable, "relay busy"}
+	refuseInternal       = &Refusal{http.StatusInternalServerError, "internal error"}
 )

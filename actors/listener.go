@@ -17,6 +17,7 @@ type listener struct {
 	pending map[wire.Token]*actor.PID
 	closed  bool // the registration has ended; done is closed
 	drained bool // drained is closed
+	settled bool // settled is closed
 
 	// The warm pool: callbacks parked, oldest first, and the connect
 	// events of dials handed to them, kept until the dial is answered so
@@ -30,6 +31,7 @@ func newListener(e *Engine, reg *Registration) *listener {
 }
 
 func (l *listener) Receive(ctx actor.Context) {
+	l.engine.testHook(kindListener, ctx.Message())
 	switch m := ctx.Message().(type) {
 	case *dialMsg:
 		l.dial(ctx, m)
@@ -48,6 +50,7 @@ func (l *listener) Receive(ctx actor.Context) {
 			l.reg.pending.Store(int64(len(l.pending)))
 			ctx.Poison(pid)
 		}
+		l.settle()
 	case *drainMsg:
 		l.evictParked()
 		if !l.drained {
@@ -55,6 +58,7 @@ func (l *listener) Receive(ctx actor.Context) {
 			l.reg.reason = m.reason
 			close(l.reg.drained)
 		}
+		l.settle()
 	case *closeMsg:
 		l.close()
 		for _, pid := range l.pending {
@@ -71,6 +75,15 @@ func (l *listener) Receive(ctx actor.Context) {
 		l.close()
 	case *actor.Stopped:
 		l.engine.stats.stopped(kindListener)
+	}
+}
+
+// settle closes the registration's settled signal once it is drained with
+// no pending dial.
+func (l *listener) settle() {
+	if l.drained && !l.settled && len(l.pending) == 0 {
+		l.settled = true
+		close(l.reg.settled)
 	}
 }
 

@@ -30,6 +30,8 @@ type pair struct {
 	timer    *time.Timer  // PairMaxDuration; nil without
 
 	// Owned by Receive.
+	pumping bool // the pumps were started; until then the conns are ours
+	counted bool // counted in the registration's live pairs
 	bytes   [2]int64
 	done    int
 	started time.Time
@@ -53,6 +55,7 @@ func (e *Engine) startPair(p *Pairing) {
 }
 
 func (pa *pair) Receive(ctx actor.Context) {
+	pa.engine.testHook(kindPair, ctx.Message())
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		pa.started = time.Now()
@@ -60,6 +63,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 		// trackPair counted both pumps, so they start first, whatever
 		// else happens here. Their reports queue behind Started.
 		self := ctx.Self()
+		pa.pumping = true
 		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
 		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
 		pa.engine.stats.spliced.Add(1)
@@ -69,6 +73,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 			pa.engine.stats.spliceLatency.observe(time.Since(p.dialed))
 		}
 		p.reg.pairs.Add(1)
+		pa.counted = true
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
 			pa.timer = time.AfterFunc(d, func() {
 				pa.engine.stats.pairsCut[cutDuration].Add(1)
@@ -87,9 +92,20 @@ func (pa *pair) Receive(ctx actor.Context) {
 		if pa.timer != nil {
 			pa.timer.Stop()
 		}
+		if !pa.pumping {
+			// Failed before the pumps ran: their count and the conns
+			// are released here instead.
+			pa.pumping = true
+			resetClose(pa.client)
+			resetClose(pa.server)
+			pa.engine.wg.Add(-2)
+			return
+		}
 		pa.abort()
 	case *actor.Stopped:
-		pa.pairing.reg.pairs.Add(-1)
+		if pa.counted {
+			pa.pairing.reg.pairs.Add(-1)
+		}
 		pa.engine.untrackPair(pa)
 		pa.engine.stats.stopped(kindPair)
 		pa.engine.log.Debug("pair closed", slog.String("name", pa.pairing.Name),

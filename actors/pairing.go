@@ -76,10 +76,17 @@ func (p *Pairing) Offer(side Side, conn net.Conn, head []byte) bool {
 }
 
 // Abort reports that side will never offer: its handler failed before it
-// had a connection to give. The other side's connection, if offered, is
-// closed.
+// had a connection to give (or gave up after the match). The pairing then
+// fails, and the other side's connection, if offered, is closed. An Abort
+// from a side whose offer was already taken changes nothing: its conn
+// belongs to the pairing, or to the pair, from the offer on.
 func (p *Pairing) Abort(side Side) {
-	p.fail()
+	p.mu.Lock()
+	offered := p.conns[side] != nil
+	p.mu.Unlock()
+	if !offered {
+		p.fail()
+	}
 }
 
 func (p *Pairing) expire() { p.fail() }

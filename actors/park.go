@@ -144,7 +144,7 @@ type failMsg struct {
 // registration, 410 once it has ended, 429 when the registration already
 // has Config.MaxParked callbacks parked, 503 when the engine drains.
 func (e *Engine) Park(ctx context.Context, name string, registration wire.Token) (*Parked, error) {
-	if e.closed.Load() {
+	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan parkReply, 1)

@@ -43,7 +43,7 @@ func (p *PendingDial) Wait(ctx context.Context) Outcome {
 	case <-ctx.Done():
 	}
 	p.engine.send(p.pid, &cancelMsg{})
-	t := time.NewTimer(time.Until(p.Deadline) + p.engine.replyBound)
+	t := time.NewTimer(time.Until(p.Deadline) + replyBound)
 	defer t.Stop()
 	select {
 	case o := <-p.outcome:
@@ -81,9 +81,11 @@ type pending struct {
 
 	timer *time.Timer
 	sent  bool
+	told  bool // the listener was sent pendingDoneMsg
 }
 
 func (p *pending) Receive(ctx actor.Context) {
+	p.engine.testHook(kindPending, ctx.Message())
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		self, root := ctx.Self(), p.engine.root
@@ -109,10 +111,18 @@ func (p *pending) Receive(ctx actor.Context) {
 	case *coldMsg:
 		p.warm = false
 	case *actor.Stopping:
-		p.timer.Stop()
+		if p.timer != nil {
+			p.timer.Stop()
+		}
 		if !p.sent {
 			p.sent = true
 			p.outcome <- Outcome{Err: refuseListenerGone}
+		}
+		if !p.told {
+			// Stopped by a failure, not retired by the listener: the
+			// listener must still forget the token.
+			p.told = true
+			ctx.Send(p.listener, &pendingDoneMsg{token: p.token})
 		}
 		ctx.Send(p.engine.directory, &tokenDoneMsg{token: p.token})
 	case *actor.Stopped:
@@ -128,5 +138,6 @@ func (p *pending) finish(ctx actor.Context, o Outcome) {
 	}
 	p.sent = true
 	p.outcome <- o
+	p.told = true
 	ctx.Send(p.listener, &pendingDoneMsg{token: p.token})
 }

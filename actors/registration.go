@@ -42,6 +42,7 @@ type Registration struct {
 	events  chan *Event   // written by the listener actor only; pointers keep the preallocated queue small
 	done    chan struct{} // closed by the listener actor when it ends
 	drained chan struct{} // closed by the listener actor on drain
+	settled chan struct{} // closed by the listener actor once drained with no pending dial
 	reason  string        // the drain reason, set before drained closes
 	pid     *actor.PID    // set by the directory before the reply
 	engine  *Engine
@@ -56,6 +57,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 		events:     make(chan *Event, e.cfg.EventQueue),
 		done:       make(chan struct{}),
 		drained:    make(chan struct{}),
+		settled:    make(chan struct{}),
 		engine:     e,
 	}
 }
@@ -73,6 +75,11 @@ func (r *Registration) Done() <-chan struct{} { return r.done }
 // stream. A signal rather than a queued event, so a full queue cannot lose
 // it.
 func (r *Registration) Drained() <-chan struct{} { return r.drained }
+
+// Settled is closed once the relay drains and the registration has no
+// dial waiting for its callback: no dial can be added after a drain, so
+// the stream has nothing left to carry.
+func (r *Registration) Settled() <-chan struct{} { return r.settled }
 
 // DrainReason returns the drain's reason once Drained is closed.
 func (r *Registration) DrainReason() string { return r.reason }

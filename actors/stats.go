@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,9 +44,14 @@ const (
 // stats are the engine's counters. All fields are atomics, written from
 // actors and copy goroutines and read by Snapshot.
 type stats struct {
-	live      [numKinds]atomic.Int64
-	posted    [numKinds]atomic.Int64
-	processed [numKinds]atomic.Int64
+	live [numKinds]atomic.Int64
+	// zero[k], made by a waiter and closed when live[k] falls to zero;
+	// zeroWaiters[k] spares stopped the lock while nobody waits.
+	zeroMu      sync.Mutex
+	zero        [numKinds]chan struct{}
+	zeroWaiters [numKinds]atomic.Int32
+	posted      [numKinds]atomic.Int64
+	processed   [numKinds]atomic.Int64
 
 	spliced        atomic.Int64
 	expired        atomic.Int64
@@ -62,7 +69,44 @@ type stats struct {
 }
 
 func (s *stats) started(k Kind) { s.live[k].Add(1) }
-func (s *stats) stopped(k Kind) { s.live[k].Add(-1) }
+
+func (s *stats) stopped(k Kind) {
+	// The waiter count is read after the decrement, and a waiter counts
+	// itself before it reads live: one of the two sees the other.
+	if s.live[k].Add(-1) == 0 && s.zeroWaiters[k].Load() > 0 {
+		s.zeroMu.Lock()
+		if c := s.zero[k]; c != nil {
+			close(c)
+			s.zero[k] = nil
+		}
+		s.zeroMu.Unlock()
+	}
+}
+
+// waitZero returns nil once no actor of kind k is live, or ctx's error.
+// Nothing is polled: the actor that brings the count to zero closes the
+// channel the waiters hold.
+func (s *stats) waitZero(ctx context.Context, k Kind) error {
+	s.zeroWaiters[k].Add(1)
+	defer s.zeroWaiters[k].Add(-1)
+	for {
+		s.zeroMu.Lock()
+		c := s.zero[k]
+		if c == nil {
+			c = make(chan struct{})
+			s.zero[k] = c
+		}
+		s.zeroMu.Unlock()
+		if s.live[k].Load() <= 0 {
+			return nil
+		}
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // LatencyBuckets are the upper bounds of the engine's latency histogram,
 // in seconds: 100µs to about 3.3s, doubling.

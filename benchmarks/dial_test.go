@@ -64,7 +64,7 @@ func BenchmarkDialRate(b *testing.B) {
 		name string
 		mbs  actors.Mailboxes
 	}{
-		{"defaults", actors.DefaultMailboxes},
+		{"defaults", actors.DefaultMailboxes()},
 		{"all=unbounded", all(actors.Mailbox{Kind: actors.MailboxUnbounded})},
 		{"all=unbounded-lockfree", all(actors.Mailbox{Kind: actors.MailboxUnboundedLockfree})},
 		{"all=bounded:1024", all(actors.Mailbox{Kind: actors.MailboxBounded, Size: 1024})},

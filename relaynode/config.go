@@ -52,7 +52,7 @@ type Config struct {
 	// before it is answered 204 and parks again. Default 30s.
 	ParkTimeout time.Duration
 	// Mailboxes sets each actor kind's mailbox; zero fields take
-	// actors.DefaultMailboxes. See docs/TUNING.md.
+	// actors.DefaultMailboxes(). See docs/TUNING.md.
 	Mailboxes actors.Mailboxes
 	// Limits are the engine's limits (EventQueue, CallbackTimeout,
 	// MaxPendingPerName, MaxParked, Tombstones, CopyBuffer and the pair

@@ -137,19 +137,13 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	}
 }
 
-// settle waits until reg has no pending dial, the registration ends, or
-// ctx ends.
+// settle waits until the drained reg has no pending dial, the
+// registration ends, or ctx ends. The listener actor signals it.
 func (n *Node) settle(ctx context.Context, reg *actors.Registration) {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for reg.Pending() > 0 {
-		select {
-		case <-tick.C:
-		case <-reg.Done():
-			return
-		case <-ctx.Done():
-			return
-		}
+	select {
+	case <-reg.Settled():
+	case <-reg.Done():
+	case <-ctx.Done():
 	}
 }
 

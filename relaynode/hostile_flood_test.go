@@ -164,7 +164,7 @@ func TestD4NeverCalledBack(t *testing.T) {
 					maxPending.Store(ns.Pending)
 				}
 			}
-			if l := r.Node.Engine().Live(actors.KindPending); l > maxLive.Load() {
+			if l := r.Node.Stats().Pending; l > maxLive.Load() {
 				maxLive.Store(l)
 			}
 		}
@@ -207,7 +207,7 @@ func TestD4NeverCalledBack(t *testing.T) {
 	if m := maxPending.Load(); m > perName {
 		t.Errorf("relay reported %d pending dials on the name, cap %d", m, perName)
 	}
-	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().Live(actors.KindPending) == 0 },
+	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Stats().Pending == 0 },
 		"pending dials still live")
 	relaytest.Eventually(t, 5*time.Second, func() bool { return sink.events.Load() == int64(timedOut) },
 		fmt.Sprintf("connect events %d, want one per pending dial (%d)", sink.events.Load(), timedOut))

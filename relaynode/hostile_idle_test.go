@@ -74,7 +74,7 @@ func TestD6IdlePairs(t *testing.T) {
 		relaytest.Eventually(t, bound, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
-			return len(held) == 2*n && r.Node.Engine().Live(actors.KindPair) == int64(n)
+			return len(held) == 2*n && r.Node.Stats().Pairs == int64(n)
 		}, fmt.Sprintf("want %d pairs held", n))
 		elapsed := time.Since(start)
 		mem, socks, fds := hostileReadMem(), relaytest.Sockets(t), hostileFDs(t)
@@ -103,7 +103,7 @@ func TestD6IdlePairs(t *testing.T) {
 		}
 		held = nil
 		mu.Unlock()
-		relaytest.Eventually(t, bound, func() bool { return r.Node.Engine().Live(actors.KindPair) == 0 }, "pairs still live after both ends closed")
+		relaytest.Eventually(t, bound, func() bool { return r.Node.Stats().Pairs == 0 }, "pairs still live after both ends closed")
 		relaytest.SocketsBack(t, baseSocks, bound)
 	})
 
@@ -127,7 +127,7 @@ func TestD6IdlePairs(t *testing.T) {
 			mu.Unlock()
 		}
 		sink := hostileServeSink(t, r.Addr, "idle", watch)
-		before := r.Node.Engine().Stats()
+		before := r.Node.Stats()
 		err := makePairs(t, r.Addr, func(c net.Conn) {
 			wg.Add(1)
 			go func() {
@@ -156,8 +156,8 @@ func TestD6IdlePairs(t *testing.T) {
 				resets++
 			}
 		}
-		relaytest.Eventually(t, bound, func() bool { return r.Node.Engine().Live(actors.KindPair) == 0 }, "pairs still live after the idle timeout")
-		after := r.Node.Engine().Stats()
+		relaytest.Eventually(t, bound, func() bool { return r.Node.Stats().Pairs == 0 }, "pairs still live after the idle timeout")
+		after := r.Node.Stats()
 		if cut := after.PairsIdle - before.PairsIdle; cut != int64(n) {
 			t.Errorf("relay counted %d pairs cut idle, want %d", cut, n)
 		}

@@ -102,7 +102,7 @@ func TestS6OddNames(t *testing.T) {
 				_, _ = io.WriteString(c, name+"\n")
 			})}
 		}
-		before := r.Node.Engine().Stats()
+		before := r.Node.Stats()
 		for _, name := range names {
 			for range dials {
 				c, err := endpoints.DialTCP("tcp", name, r.Addr, "s6")
@@ -135,7 +135,7 @@ func TestS6OddNames(t *testing.T) {
 				t.Errorf("dial %q: %v, want 400", name, a)
 			}
 		}
-		after := r.Node.Engine().Stats()
+		after := r.Node.Stats()
 		for _, name := range names {
 			s := servers[name]
 			if n := s.Accepted(); n != dials {

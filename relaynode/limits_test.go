@@ -101,7 +101,7 @@ func TestPendingCap(t *testing.T) {
 			done <- err
 		}()
 	}
-	relaytest.Eventually(t, 3*time.Second, func() bool { return r.Node.Engine().Live(actors.KindPending) == 2 }, "2 dials pending")
+	relaytest.Eventually(t, 3*time.Second, func() bool { return r.Node.Stats().Pending == 2 }, "2 dials pending")
 	_, err := endpoints.DialTCP("tcp", "never", r.Addr, "")
 	if relayStatus(err) != http.StatusServiceUnavailable {
 		t.Fatalf("third dial: %v, want 503", err)
@@ -112,7 +112,7 @@ func TestPendingCap(t *testing.T) {
 		t.Fatalf("a pending dial ended (%v) before the third dial's 503", err)
 	default:
 	}
-	if n := r.Node.Engine().Live(actors.KindPending); n != 2 {
+	if n := r.Node.Stats().Pending; n != 2 {
 		t.Fatalf("%d dials pending after the 503, want 2", n)
 	}
 	cancel()

@@ -86,8 +86,64 @@ func New(cfg Config) (*Node, error) {
 // file and no client certificates.
 func (n *Node) OpenMode() bool { return !n.authMode() }
 
-// Engine returns the node's actor engine, for its counters.
+// Engine returns the node's actor engine, for tools that read its
+// per-kind mailbox figures. Stats is the node's own view and is what most
+// callers want.
 func (n *Node) Engine() *actors.Engine { return n.engine }
+
+// Stats is a snapshot of a node's live counts and engine counters.
+type Stats struct {
+	// NodeID is the id announced in ready events.
+	NodeID string
+	// Registrations, Pending and Pairs are the live registrations,
+	// dials waiting for their callback, and spliced pairs still copying:
+	// each is the engine's one count of its actors of that kind.
+	Registrations int64
+	Pending       int64
+	Pairs         int64
+	// Parked is the number of callbacks parked in warm pools.
+	Parked int64
+	// Spliced counts pairs started; Expired dials answered 504;
+	// PairingsFailed matches where one side never arrived; ForeignToken
+	// callbacks refused for another registration's token; Replaced
+	// registrations taken over by their own reconnect.
+	Spliced        int64
+	Expired        int64
+	PairingsFailed int64
+	ForeignToken   int64
+	Replaced       int64
+	// PairsIdle, PairsMaxDuration and PairsMaxBytes count pairs cut by
+	// each limit.
+	PairsIdle        int64
+	PairsMaxDuration int64
+	PairsMaxBytes    int64
+	// BytesToServer and BytesToClient count relayed bytes each way.
+	BytesToServer int64
+	BytesToClient int64
+}
+
+// Stats returns a snapshot of the node's counters. It takes no lock and
+// sends no message.
+func (n *Node) Stats() Stats {
+	st := n.engine.Stats()
+	return Stats{
+		NodeID:           n.engine.NodeID(),
+		Registrations:    st.Kinds[actors.KindListener].Live,
+		Pending:          st.Kinds[actors.KindPending].Live,
+		Pairs:            st.Kinds[actors.KindPair].Live,
+		Parked:           st.Parked,
+		Spliced:          st.Spliced,
+		Expired:          st.Expired,
+		PairingsFailed:   st.PairingsFailed,
+		ForeignToken:     st.ForeignToken,
+		Replaced:         st.Replaced,
+		PairsIdle:        st.PairsIdle,
+		PairsMaxDuration: st.PairsMaxDuration,
+		PairsMaxBytes:    st.PairsMaxBytes,
+		BytesToServer:    st.BytesToServer,
+		BytesToClient:    st.BytesToClient,
+	}
+}
 
 // ServeHTTP routes a protocol request. Every refusal is a status and a
 // short text body, sent before any switch to raw bytes.
@@ -293,32 +349,17 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 	// Dials made before the drain get their callbacks first: the streams
 	// stay open, and the servers accept, until no dial is pending.
-	err := untilZero(ctx, func() int64 { return n.engine.Live(actors.KindPending) })
+	err := n.engine.WaitNone(ctx, actors.KindPending)
 	for _, s := range servers {
 		if e := s.Shutdown(ctx); e != nil && err == nil {
 			err = e
 		}
 	}
 	if err == nil {
-		err = untilZero(ctx, func() int64 { return n.engine.Live(actors.KindPair) })
+		err = n.engine.WaitNone(ctx, actors.KindPair)
 	}
 	n.Close()
 	return err
-}
-
-// untilZero polls count every 20ms until it is zero, or returns ctx's
-// error when ctx ends first.
-func untilZero(ctx context.Context, count func() int64) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for count() > 0 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 // Close stops the relay at once: servers close, streams end, pending dials

@@ -68,7 +68,7 @@ func readyStream(t testing.TB, addr, name string) (*wire.Reader, net.Conn, strin
 // waitParked waits until the relay holds n parked callbacks.
 func waitParked(t testing.TB, r *relaytest.Relay, n int64) {
 	t.Helper()
-	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().Parked() == n },
+	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Stats().Parked == n },
 		"parked callbacks never reached the expected count")
 }
 
@@ -107,7 +107,7 @@ func TestParkRefusals(t *testing.T) {
 	if a.Status != http.StatusTooManyRequests || !strings.Contains(a.Reason, "park limit") {
 		t.Fatalf("third park: %d %q, want 429 park limit", a.Status, a.Reason)
 	}
-	if got := r.Node.Engine().Parked(); got != 2 {
+	if got := r.Node.Stats().Parked; got != 2 {
 		t.Fatalf("parked = %d after a refused park, want 2", got)
 	}
 }
@@ -230,7 +230,7 @@ func TestParkWarmDial(t *testing.T) {
 	if w, c := total(st.SpliceLatencyWarm.Counts), total(st.SpliceLatency.Counts); w != 1 || c != 0 {
 		t.Fatalf("splices warm %d cold %d, want 1 and 0", w, c)
 	}
-	if r.Node.Engine().Parked() != 0 {
+	if r.Node.Stats().Parked != 0 {
 		t.Fatal("the used park is still counted")
 	}
 

@@ -145,7 +145,7 @@ func TestFaults(t *testing.T) {
 					return fmt.Sprintf("%s clean end after %d bytes, SHA-256 %x", side, e.n, e.sum[:4])
 				}
 			}
-			rs := r.Node.Engine().Stats()
+			rs := r.Node.Stats()
 			t.Logf("C4 %s: %s; %s; ended in %v; relay cut %d pairs idle", tt.name, outcome("client", client), outcome("server", server), took.Round(time.Millisecond), rs.PairsIdle)
 			var problems []string
 			for side, e := range map[string]transferEnd{"client": client, "server": server} {
@@ -160,7 +160,7 @@ func TestFaults(t *testing.T) {
 				problems = append(problems, "want byte-exact at both ends")
 			}
 			p.Blackhole(false)
-			relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().LivePairs() == 0 }, "live pairs never returned to 0")
+			relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Stats().Pairs == int64(0) }, "live pairs never returned to 0")
 			for _, pr := range problems {
 				t.Error(pr)
 			}

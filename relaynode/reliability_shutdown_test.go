@@ -132,7 +132,7 @@ func testShutdown(t *testing.T, endless int) {
 	for range total {
 		<-started
 	}
-	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().LivePairs() == total }, "pairs not all spliced")
+	relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Stats().Pairs == int64(total) }, "pairs not all spliced")
 
 	shutStart := time.Now() // before the context: no cut can come before shutStart+grace
 	ctx, cancel := context.WithTimeout(context.Background(), grace)

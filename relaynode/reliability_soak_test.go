@@ -60,7 +60,7 @@ func TestSoak(t *testing.T) {
 	profiles := 0
 	take := func(label string) sample {
 		// Quiescent: no pair left, and the goroutine count settled.
-		relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Engine().LivePairs() == 0 }, "pairs still live at a pause")
+		relaytest.Eventually(t, 5*time.Second, func() bool { return r.Node.Stats().Pairs == int64(0) }, "pairs still live at a pause")
 		n := runtime.NumGoroutine()
 		for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); {
 			time.Sleep(20 * time.Millisecond)

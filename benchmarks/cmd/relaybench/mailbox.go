@@ -43,7 +43,7 @@ type mailboxRun struct {
 // default and one alternative each; and the defaults again at the end, to
 // show how far the machine drifted over the sweep.
 func mailboxSweep() []mailboxSetting {
-	def := actors.DefaultMailboxes
+	def := actors.DefaultMailboxes()
 	bounded := func(n int) actors.Mailbox { return actors.Mailbox{Kind: actors.MailboxBounded, Size: n} }
 	unb := actors.Mailbox{Kind: actors.MailboxUnbounded}
 	lockfree := actors.Mailbox{Kind: actors.MailboxUnboundedLockfree}

@@ -203,12 +203,12 @@ func TestMailboxSweep(t *testing.T) {
 	for _, s := range mailboxSweep() {
 		count[s.Kind]++
 		if s.Kind == "defaults" {
-			if s.mbs != actors.DefaultMailboxes {
+			if s.mbs != actors.DefaultMailboxes() {
 				t.Errorf("%s: %+v, want the defaults", s.name(), s.mbs)
 			}
 			continue
 		}
-		if s.mbs == actors.DefaultMailboxes {
+		if s.mbs == actors.DefaultMailboxes() {
 			t.Errorf("%s repeats the defaults", s.name())
 		}
 	}

@@ -84,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	g("limits", limitFlags(fs, &cfg)...)
 
 	g("actors", "mailbox-directory", "mailbox-listener", "mailbox-pending", "mailbox-pair")
-	cfg.Mailboxes = actors.DefaultMailboxes
+	cfg.Mailboxes = actors.DefaultMailboxes()
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Directory}, "mailbox-directory", "directory actor mailbox: unbounded, unbounded-lockfree, bounded (1024 slots) or bounded:SIZE")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Listener}, "mailbox-listener", "listener actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
