@@ -114,8 +114,10 @@ func (o options) sizes() sizes {
 const usageHead = `Usage: relaybench [flags]
 
 Measures a clusterlink relay against a direct TCP baseline and a bare splice
-proxy, in the same process and run, and prints each figure beside its target
-(DESIGN.md §8). Without -relay it starts a relay in process on 127.0.0.1:0.
+proxy in the same run, and prints each figure beside its target. With -spawn
+it measures the deployment: the relaynode binary, the servers and the proxy
+each in its own process (the recipe of docs/BENCHMARKS.md). Otherwise, and
+without -relay, it starts a relay in process on 127.0.0.1:0 (for profiling).
 
 Modes (-mode, comma-separated, or all):
   latency    sequential dial, 1-byte echo, close: p50/p99/p999/mean for direct,
@@ -129,6 +131,8 @@ Modes (-mode, comma-separated, or all):
              a listener that never reads its stream (in process only; not in all)
 
 Examples:
+  go run ./benchmarks/cmd/relaybench -spawn -out /tmp/rb
+  go run ./benchmarks/cmd/relaybench -spawn -relay-flags '-mailbox-pending bounded:64' -mode rate -conc 32
   go run ./benchmarks/cmd/relaybench -quick -out /tmp/rb
   go run ./benchmarks/cmd/relaybench -mode latency,rate -conc 1,32 -duration 5s
   go run ./benchmarks/cmd/relaybench -relay 127.0.0.1:8080 -admin 127.0.0.1:9090
