@@ -88,9 +88,10 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
 
-	g("admin", "admin-listen", "metrics-per-name")
+	g("admin", "admin-listen", "metrics-per-name", "pprof")
 	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
 	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
+	withPprof := pprofFlag(fs)
 
 	groups.effective = effectiveDefaults()
 	fs.Usage = func() { groups.usage(fs) }
@@ -102,6 +103,9 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *withPprof && *adminListen == "" {
+		return errPprofNoAdmin
 	}
 	if *version {
 		fmt.Fprintln(stderr, versionString())
@@ -153,7 +157,7 @@ func run(args []string, stderr io.Writer, ready chan<- string) error {
 			return fmt.Errorf("-admin-listen: %w", err)
 		}
 		log.Info("admin listening", slog.String("addr", admin.Addr().String()))
-		go func() { _ = node.ServeAdmin(admin) }()
+		defer serveAdmin(node, admin, *withPprof)()
 	}
 
 	if node.OpenMode() {
