@@ -1,6 +1,17 @@
 // Command relaybench measures a clusterlink relay against a direct TCP
 // baseline and a bare splice proxy, in the same process and the same run,
-// and reports each figure beside its target in DESIGN.md §8.
+// and reports each figure beside its target. The targets are the
+// project's, stated in docs/BENCHMARKS.md and set in spawn.go: a warm
+// dial p50 at or under the bare proxy's, a cold one within 1.6× of it,
+// p99 within 2× the proxy's, a dial rate at 32 loops of at least 0.8× the
+// proxy's, bulk at 0.95× the proxy's, and an idle pair in 8 KiB and 2 fds.
+//
+// -spawn measures the deployment instead: it builds relaynode and runs it
+// as its own process with its default flags (plus -relay-flags), the echo
+// and sink servers (endpoints, cold and with a warm pool) in a second
+// process and the bare proxy in a third (relaybench itself, re-executed
+// with RELAYBENCH_CHILD set), and the probe in this one. Its modes are
+// latency, rate, bulk and idle, every figure beside both baselines.
 //
 // Usage:
 //

@@ -37,10 +37,10 @@ type idleResult struct {
 	NA           string               `json:"na,omitempty"`             // why the relay's share is unknown
 }
 
-// idleGoalMem and idleGoalFDs are the DESIGN.md §8 targets per idle pair.
+// idleGoalMem and idleGoalFDs are the targets per idle pair.
 const (
-	idleGoalMem = 20 << 10
-	idleGoalFDs = 2
+	idleGoalMem = goalIdleMem
+	idleGoalFDs = goalIdleFDs
 )
 
 // runIdle holds N idle spliced pairs and reports the relay's memory and

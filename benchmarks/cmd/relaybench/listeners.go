@@ -50,7 +50,7 @@ type listenersRate struct {
 	rateStats
 }
 
-// listenersGoal is the DESIGN.md §8 memory target per registration, and
+// listenersGoal is the memory target per registration, and
 // listenersFlat the least ratio of the rate at the largest N to the rate
 // at N=1 that still counts as flat on a noisy machine.
 const (

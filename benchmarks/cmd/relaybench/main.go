@@ -18,6 +18,9 @@ import (
 // main runs the command until it ends or SIGINT or SIGTERM interrupts it;
 // an interrupted run still prints what it measured.
 func main() {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role, os.Stdin, os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -38,18 +41,22 @@ var namedModes = []string{"stalled"}
 
 // options are the parsed command line.
 type options struct {
-	modes    []string      // from allModes, in their order
-	relay    string        // -relay: a running relay's address; "" starts one in process
-	admin    string        // -admin: the running relay's admin address, for /metrics
-	out      string        // -out: directory for results.json and the plots
-	duration time.Duration // each fixed-time rate measurement
-	n        int           // 0: each mode's own default
-	conc     []int         // concurrencies of the rate mode
-	warm     int           // warm pool size of the warm latency target
-	bulkMiB  int           // MiB carried per bulk run, split over its streams
-	quick    bool
-	command  string   // the command line, as a shell would take it
-	notes    []string // for the report: what the flags changed
+	modes      []string      // from allModes, in their order
+	relay      string        // -relay: a running relay's address; "" starts one in process
+	admin      string        // -admin: the running relay's admin address, for /metrics
+	out        string        // -out: directory for results.json and the plots
+	duration   time.Duration // each fixed-time rate measurement
+	n          int           // 0: each mode's own default
+	conc       []int         // concurrencies of the rate mode
+	warm       int           // warm pool size of the warm latency target
+	bulkMiB    int           // MiB carried per bulk run, split over its streams
+	quick      bool
+	command    string   // the command line, as a shell would take it
+	spawn      bool     // -spawn: the relay binary and the servers in their own processes
+	relayFlags []string // -relay-flags: extra flags of the spawned relaynode
+	relayBin   string   // -relay-bin: a built relaynode to spawn instead of building one
+	targets    []string // -targets: the spawn mode's paths, from spawnTargetNames
+	notes      []string // for the report: what the flags changed
 }
 
 // sizes are the counts and lengths the modes use: the flags, with each
@@ -107,8 +114,10 @@ func (o options) sizes() sizes {
 const usageHead = `Usage: relaybench [flags]
 
 Measures a clusterlink relay against a direct TCP baseline and a bare splice
-proxy, in the same process and run, and prints each figure beside its target
-(DESIGN.md §8). Without -relay it starts a relay in process on 127.0.0.1:0.
+proxy in the same run, and prints each figure beside its target. With -spawn
+it measures the deployment: the relaynode binary, the servers and the proxy
+each in its own process (the recipe of docs/BENCHMARKS.md). Otherwise, and
+without -relay, it starts a relay in process on 127.0.0.1:0 (for profiling).
 
 Modes (-mode, comma-separated, or all):
   latency    sequential dial, 1-byte echo, close: p50/p99/p999/mean for direct,
@@ -122,6 +131,8 @@ Modes (-mode, comma-separated, or all):
              a listener that never reads its stream (in process only; not in all)
 
 Examples:
+  go run ./benchmarks/cmd/relaybench -spawn -out /tmp/rb
+  go run ./benchmarks/cmd/relaybench -spawn -relay-flags '-mailbox-pending bounded:64' -mode rate -conc 32
   go run ./benchmarks/cmd/relaybench -quick -out /tmp/rb
   go run ./benchmarks/cmd/relaybench -mode latency,rate -conc 1,32 -duration 5s
   go run ./benchmarks/cmd/relaybench -relay 127.0.0.1:8080 -admin 127.0.0.1:9090
@@ -149,6 +160,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.warm, "warm", 4, "warm pool size `K` (endpoints.WithWarmPool) of the warm latency target")
 	fs.IntVar(&o.bulkMiB, "bulk-mib", 0, "`MiB` carried by each bulk run, split evenly over its streams (default 1024; -quick 32)")
 	fs.BoolVar(&o.quick, "quick", false, "a fast smoke run: small counts and short runs")
+	fs.BoolVar(&o.spawn, "spawn", false, "measure the deployment: build relaynode and run it as its own process with its default\nflags, the echo and sink servers (endpoints) in a second process and the bare proxy in a\nthird; modes latency, rate, bulk and idle (-mode all is those four)")
+	relayFlags := fs.String("relay-flags", "", "extra `flags` for the spawned relaynode, space-separated (with -spawn)")
+	fs.StringVar(&o.relayBin, "relay-bin", "", "a built relaynode `binary` to spawn instead of building one (with -spawn)")
+	targets := fs.String("targets", strings.Join(spawnTargetNames, ","), "the spawn mode's `paths`, comma-separated: direct, proxy, cold, warm (a subset is for profiling one path)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -173,6 +188,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return options{}, fmt.Errorf("-bulk-mib %d: want a positive size", o.bulkMiB)
 	case o.admin != "" && o.relay == "":
 		return options{}, errors.New("-admin needs -relay: the in-process relay is measured directly")
+	}
+	o.command = commandLine(args)
+	if o.spawn {
+		return spawnOptions(o, *mode, *relayFlags, *targets)
+	}
+	if *relayFlags != "" || o.relayBin != "" {
+		return options{}, errors.New("-relay-flags and -relay-bin need -spawn")
 	}
 	if o.relay != "" && slices.Contains(o.modes, "stalled") {
 		return options{}, errors.New("stalled mode needs the in-process relay (it sets the relay's socket buffers): drop -relay")
@@ -252,6 +274,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := os.MkdirAll(o.out, 0o755); err != nil {
 			return fmt.Errorf("create -out directory: %w", err)
 		}
+	}
+	if o.spawn {
+		return runSpawn(ctx, o, stdout, stderr)
 	}
 	b, err := newBench(ctx, o, stdout, stderr)
 	if err != nil {

@@ -19,8 +19,15 @@ import (
 	"github.com/clusterlink-relay/relay/actors"
 )
 
-// TestMain checks that no test leaves a goroutine behind.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks that no test leaves a goroutine behind. Run as a child
+// of the spawn mode (the test binary re-executes itself), it is that
+// child instead.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role, os.Stdin, os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // TestQuickRun runs five modes with tiny sizes against an in-process
 // relay and checks what they measured and wrote.

@@ -24,7 +24,7 @@ func (b *bench) report() {
 	fmt.Fprintf(w, "\nrelay:    %s\n\n", r.Relay)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MODE\tTARGET\tFIGURES\tRATIO\tDESIGN §8 TARGET\tSTATUS")
+	fmt.Fprintln(tw, "MODE\tTARGET\tFIGURES\tRATIO\tTARGET\tSTATUS")
 	prev := ""
 	for _, row := range b.rows {
 		mode := row.mode

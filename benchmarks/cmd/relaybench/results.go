@@ -28,7 +28,7 @@ type results struct {
 	Mailbox   []mailboxRun     `json:"mailbox,omitempty"`
 	Stalled   *stalledRun      `json:"stalled,omitempty"`
 
-	Checks        []check            `json:"checks"`         // each figure against its DESIGN.md §8 target
+	Checks        []check            `json:"checks"`         // each figure against its target
 	RelayCounters []relayCounters    `json:"relay_counters"` // each relay's own dial and refusal counts
 	ModeSeconds   map[string]float64 `json:"mode_seconds"`   // wall time of each mode
 	Notes         []string           `json:"notes,omitempty"`
@@ -68,7 +68,7 @@ type machine struct {
 type check struct {
 	Mode   string `json:"mode"`
 	Target string `json:"target"`
-	Goal   string `json:"goal"`  // the DESIGN.md §8 target
+	Goal   string `json:"goal"`  // the target, as the table states it
 	Value  string `json:"value"` // the figure compared
 	Status string `json:"status"`
 }

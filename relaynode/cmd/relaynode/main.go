@@ -90,9 +90,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
 
-	g("admin", "admin-listen", "metrics-per-name")
+	g("admin", "admin-listen", "metrics-per-name", "pprof")
 	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
 	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
+	withPprof := pprofFlag(fs)
 
 	groups.effective = effectiveDefaults()
 	fs.Usage = func() { groups.usage(fs) }
@@ -108,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if *showVersion {
 		fmt.Fprintln(stdout, versionString())
 		return nil
+	}
+	if *withPprof && *adminListen == "" {
+		return errPprofNoAdmin
 	}
 	if *trusted != "" {
 		for _, c := range strings.Split(*trusted, ",") {
@@ -169,7 +173,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 			return fmt.Errorf("-admin-listen: %w", err)
 		}
 		log.Info("admin listening", slog.String("addr", admin.Addr().String()))
-		go func() { _ = node.ServeAdmin(admin) }()
+		defer serveAdmin(node, admin, *withPprof)()
 	}
 
 	if node.OpenMode() {

@@ -1,0 +1,652 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// spawnModes are the modes the spawn mode runs, in order.
+var spawnModes = []string{"latency", "rate", "bulk", "idle"}
+
+// spawnTargetNames are the -targets names, in table order.
+var spawnTargetNames = []string{"direct", "proxy", "cold", "warm"}
+
+// spawnRun is the spawn mode's state and results; it is also what
+// spawn.json holds.
+type spawnRun struct {
+	Command    string             `json:"command"`
+	Machine    machine            `json:"machine"`
+	RelayFlags []string           `json:"relay_flags"`
+	PIDs       map[string]int     `json:"pids"`
+	Latency    []latencyRun       `json:"latency,omitempty"`
+	Rate       []rateStats        `json:"rate,omitempty"`
+	Bulk       []bulkRun          `json:"bulk,omitempty"`
+	Idle       []spawnIdle        `json:"idle,omitempty"`
+	Checks     []spawnCheck       `json:"checks"`
+	Errors     map[string]int64   `json:"errors"` // failed round trips, dials or streams per mode
+	Refusals   int64              `json:"refusals"`
+	RefusalsBy []string           `json:"refusals_by,omitempty"`
+	Dials      map[string]int64   `json:"relay_dials,omitempty"`
+	Warnings   []string           `json:"relay_warnings,omitempty"`
+	Notes      []string           `json:"notes,omitempty"`
+	Seconds    map[string]float64 `json:"mode_seconds"`
+
+	opt     options
+	sz      sizes
+	prog    *progress
+	targets map[string]target // by -targets name; "cold sink" etc. for bulk
+	relay   *relayHandle
+	pids    map[string]int // "relay", "proxy", "servers"
+}
+
+// spawnIdle is one path's held-connection cost, read from /proc of the
+// process in the middle (the relay, the proxy) or, for direct, of the
+// server.
+type spawnIdle struct {
+	Target  string      `json:"target"`
+	Process string      `json:"process"`
+	Conns   int         `json:"conns"`
+	Before  procFigures `json:"before"`
+	After   procFigures `json:"after"`
+	PerConn procFigures `json:"per_conn"`
+}
+
+// spawnCheck is one target of the project, checked in the run.
+type spawnCheck struct {
+	Metric string  `json:"metric"`
+	Goal   string  `json:"goal"`
+	Value  float64 `json:"value"` // NaN when not measured
+	Shown  string  `json:"shown"`
+	Met    bool    `json:"met"`
+}
+
+// runSpawn is the spawn mode: the relay binary, the servers and the bare
+// proxy each in its own process, the probe in this one.
+func runSpawn(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
+	s := &spawnRun{
+		Command: o.command, Machine: describeMachine(), RelayFlags: o.relayFlags,
+		PIDs: map[string]int{}, Errors: map[string]int64{}, Seconds: map[string]float64{},
+		opt: o, sz: o.sizes(), prog: newProgress(stderr), targets: map[string]target{},
+	}
+	if note := raiseFDLimit(); note != "" {
+		s.Notes = append(s.Notes, note)
+	}
+	bin := o.relayBin
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "relaybench-spawn-")
+		if err != nil {
+			return fmt.Errorf("temp dir for the relay binary: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		s.prog.step("spawn: go build %s", relayPkg)
+		if bin, err = buildRelay(ctx, dir); err != nil {
+			return err
+		}
+	}
+	relay, addr, admin, err := startRelayProc(bin, o.relayFlags)
+	if err != nil {
+		return err
+	}
+	var servers, proxy *proc
+	defer func() {
+		errs := []error{err, proxy.stop(nil, 5*time.Second), servers.stop(nil, 5*time.Second)}
+		if relay != nil {
+			errs = append(errs, relay.stop(terminate, 15*time.Second))
+		}
+		err = errors.Join(errs...)
+	}()
+	s.PIDs["relay"] = relay.pid()
+	s.relay = remoteRelay(addr, admin)
+	s.prog.step("spawn: relaynode pid %d on %s, admin %s", relay.pid(), addr, admin)
+	prefix := "relaybench-" + randomID()
+	servers, srv, err := startChild(roleServers, childRelayEnv+"="+addr, childPrefixEnv+"="+prefix, childWarmEnv+"="+strconv.Itoa(o.warm))
+	if err != nil {
+		return err
+	}
+	s.PIDs["servers"] = servers.pid()
+	proxy, prx, err := startChild(roleProxy, childUpstreamEnv+"="+srv["echo"]+","+srv["sink"])
+	if err != nil {
+		return err
+	}
+	s.PIDs["proxy"] = proxy.pid()
+	s.prog.step("spawn: servers pid %d, proxy pid %d", servers.pid(), proxy.pid())
+	dialer := newDialer(addr)
+	s.targets["direct"] = target{targetDirect, tcpDialer(srv["echo"])}
+	s.targets["proxy"] = target{targetProxy, tcpDialer(prx["echo"])}
+	s.targets["cold"] = target{targetRelayCold, relayDialer(dialer, prefix+"-echo")}
+	s.targets["warm"] = target{targetRelayWarm, relayDialer(dialer, prefix+"-echo-warm")}
+	s.targets["direct sink"] = target{targetDirect, tcpDialer(srv["sink"])}
+	s.targets["proxy sink"] = target{targetProxy, tcpDialer(prx["sink"])}
+	s.targets["cold sink"] = target{targetRelayCold, relayDialer(dialer, prefix+"-sink")}
+
+	var errs []error
+	for _, m := range o.modes {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("interrupted before %s: %w", m, ctx.Err()))
+			break
+		}
+		start := time.Now()
+		s.Errors[m] += 0 // every mode run shows its count, 0 included
+		var merr error
+		switch m {
+		case "latency":
+			merr = s.latency(ctx)
+		case "rate":
+			merr = s.rate(ctx)
+		case "bulk":
+			merr = s.bulk(ctx)
+		case "idle":
+			merr = s.idle(ctx, map[string]int{"direct": servers.pid(), "proxy": proxy.pid(), "cold": relay.pid()})
+		}
+		s.Seconds[m] = time.Since(start).Seconds()
+		if merr != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m, merr))
+			s.Errors[m]++
+		}
+	}
+	s.readCounters(ctx)
+	s.prog.done()
+	// Stop the relay now, so that its warnings up to its exit are counted.
+	stopErr := relay.stop(terminate, 15*time.Second)
+	n, first, _ := relay.log.summary()
+	relay = nil
+	if n > 0 {
+		s.Warnings = append([]string{fmt.Sprintf("%d warning or error lines", n)}, first...)
+	}
+	s.checks()
+	s.report(stdout)
+	if o.out != "" {
+		if werr := s.write(o.out); werr != nil {
+			errs = append(errs, werr)
+		} else {
+			fmt.Fprintf(stdout, "\nwrote %s\n", filepath.Join(o.out, "spawn.json"))
+		}
+	}
+	return errors.Join(append(errs, stopErr)...)
+}
+
+// selected returns the -targets names among want, in table order.
+func (s *spawnRun) selected(want ...string) []target {
+	var ts []target
+	for _, n := range want {
+		if slices.Contains(s.opt.targets, n) {
+			ts = append(ts, s.targets[n])
+		}
+	}
+	return ts
+}
+
+// latency interleaves blocks of sequential dial, 1-byte echo and close
+// across the targets, after a discarded warm-up of each.
+func (s *spawnRun) latency(ctx context.Context) error {
+	ts := s.selected(spawnTargetNames...)
+	for _, t := range ts {
+		s.prog.step("latency: warm-up, %d dials to %s", s.sz.latencyWarmup, t.name)
+		if err := warmUp(ctx, t, s.sz.latencyWarmup); err != nil {
+			return err
+		}
+	}
+	n := s.sz.latencyDials
+	samples := make([][]time.Duration, len(ts))
+	errs := make([]int, len(ts))
+	first := make([]string, len(ts))
+	s.prog.step("latency: %d sequential dials per target, interleaved", n)
+	warm0 := s.relay.warmSplices(ctx)
+	for done := 0; done < n; {
+		k := min(latencyBlock, n-done)
+		for i, t := range ts {
+			for range k {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				d, err := roundTrip(ctx, t.dial)
+				if err != nil {
+					if errs[i]++; errs[i] == 1 {
+						first[i] = err.Error()
+					}
+					continue
+				}
+				samples[i] = append(samples[i], d)
+			}
+		}
+		done += k
+		s.prog.update("latency: %d/%d dials per target", done, n)
+	}
+	warm1 := s.relay.warmSplices(ctx)
+	for i, t := range ts {
+		run := latencyRun{Target: t.name, latencyStats: summarize(samples[i], errs[i]), FirstError: first[i]}
+		if t.name == targetRelayWarm {
+			run.WarmPool, run.WarmHits = s.opt.warm, -1
+			if warm0 >= 0 && warm1 >= 0 {
+				run.WarmHits = warm1 - warm0
+			}
+		}
+		s.Errors["latency"] += int64(errs[i])
+		s.Latency = append(s.Latency, run)
+	}
+	return nil
+}
+
+// rate runs dial/echo/close loops at each concurrency, the targets taking
+// turns slice by slice; each target's figure is its median slice.
+func (s *spawnRun) rate(ctx context.Context) error {
+	ts := s.selected("direct", "proxy", "cold")
+	for _, t := range ts {
+		s.prog.step("rate: warm-up, %d dials to %s", rateWarmup, t.name)
+		if err := warmUp(ctx, t, rateWarmup); err != nil {
+			return err
+		}
+	}
+	slice := s.sz.rateFor / time.Duration(s.sz.rateSlices)
+	for _, c := range s.sz.conc {
+		runs := make([]rateStats, len(ts))
+		for i, t := range ts {
+			runs[i] = rateStats{Target: t.name, Concurrency: c}
+		}
+		for sl := range s.sz.rateSlices {
+			for i, t := range ts {
+				label := fmt.Sprintf("rate: %s, c=%d, slice %d/%d", t.name, c, sl+1, s.sz.rateSlices)
+				s.prog.step("%s, %v", label, slice)
+				runs[i].add(measureRate(ctx, t.name, t.dial, c, slice, s.prog, label))
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range runs {
+			runs[i].PerSecond = median(runs[i].Slices)
+			s.Errors["rate"] += runs[i].Errors
+		}
+		s.Rate = append(s.Rate, runs...)
+	}
+	return nil
+}
+
+// bulk sends a fixed byte count through each path into a counting sink,
+// on 1 and 8 streams, the targets taking turns each repetition.
+func (s *spawnRun) bulk(ctx context.Context) error {
+	var ts []target
+	for _, n := range []string{"direct", "proxy", "cold"} {
+		if slices.Contains(s.opt.targets, n) {
+			ts = append(ts, s.targets[n+" sink"])
+		}
+	}
+	chunk := make([]byte, bulkChunk)
+	for i := range chunk {
+		chunk[i] = byte(i * 7)
+	}
+	for _, streams := range bulkStreams {
+		per := s.sz.bulkBytes / int64(streams)
+		runs := make([]bulkRun, len(ts))
+		for i, t := range ts {
+			runs[i] = bulkRun{Target: t.name, Streams: streams, BytesPerStream: per}
+		}
+		for rep := range s.sz.bulkReps {
+			for i, t := range ts {
+				label := fmt.Sprintf("bulk: %s, %d×%s, run %d/%d", t.name, streams, fmtMiB(per), rep+1, s.sz.bulkReps)
+				s.prog.step("%s", label)
+				el, err := sendBulk(ctx, t.dial, streams, per, chunk, s.prog, label)
+				if cerr := ctx.Err(); cerr != nil {
+					return cerr
+				}
+				r := &runs[i]
+				if err != nil {
+					if r.Errors++; r.Errors == 1 {
+						r.FirstError = err.Error()
+					}
+					continue
+				}
+				r.Seconds = append(r.Seconds, el.Seconds())
+				r.MBps = append(r.MBps, float64(per*int64(streams))/el.Seconds()/1e6)
+			}
+		}
+		for i := range runs {
+			runs[i].MedianMBps = median(runs[i].MBps)
+			s.Errors["bulk"] += int64(runs[i].Errors)
+		}
+		s.Bulk = append(s.Bulk, runs...)
+	}
+	return nil
+}
+
+// idle holds N connections through each path in turn and reads the
+// footprint of the process in the middle from /proc before and after.
+func (s *spawnRun) idle(ctx context.Context, pids map[string]int) error {
+	n := s.sz.idlePairs
+	procName := map[string]string{"direct": "servers (the echo server's side)", "proxy": "proxy", "cold": "relaynode"}
+	for _, name := range []string{"cold", "proxy", "direct"} {
+		if !slices.Contains(s.opt.targets, name) {
+			continue
+		}
+		t := s.targets[name]
+		before, err := settleProc(ctx, pids[name])
+		if err != nil {
+			return err
+		}
+		s.prog.step("idle: holding %d connections through %s", n, t.name)
+		conns, err := holdConns(ctx, t.dial, n, s.prog, "idle: "+t.name)
+		if err != nil {
+			s.Errors["idle"]++
+			return err
+		}
+		after, err := settleProc(ctx, pids[name])
+		closeAll(conns)
+		if err != nil {
+			return err
+		}
+		per := procFigures{RSSBytes: (after.RSSBytes - before.RSSBytes) / float64(n), FDs: (after.FDs - before.FDs) / float64(n)}
+		s.Idle = append(s.Idle, spawnIdle{Target: t.name, Process: procName[name], Conns: n, Before: before, After: after, PerConn: per})
+		// Let the closed connections go before the next path is measured.
+		if _, err := settleProc(ctx, pids[name]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readCounters reads the relay's dial and refusal counters from its
+// /metrics.
+func (s *spawnRun) readCounters(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	ms, err := scrape(ctx, s.relay.metrics)
+	if err != nil {
+		s.Notes = append(s.Notes, "relay counters unknown: "+err.Error())
+		s.Refusals = -1
+		return
+	}
+	s.Dials = map[string]int64{}
+	for _, m := range ms {
+		switch m.name {
+		case "relay_dials_total":
+			s.Dials[m.labels["outcome"]] = int64(m.value)
+		case "relay_refusals_total":
+			if m.value > 0 {
+				s.Refusals += int64(m.value)
+				s.RefusalsBy = append(s.RefusalsBy, fmt.Sprintf("%s %s %s: %.0f", m.labels["route"], m.labels["status"], m.labels["reason"], m.value))
+			}
+		}
+	}
+}
+
+// Targets of the project, each against the bare proxy measured in the
+// same run.
+const (
+	goalWarmP50  = 1.0  // warm dial p50 ≤ this × proxy p50
+	goalColdP50  = 1.6  // cold dial p50 ≤ this × proxy p50
+	goalP99      = 2.0  // warm and cold p99 ≤ this × proxy p99
+	goalRate     = 0.8  // relay dial rate at goalRateConc ≥ this × proxy
+	goalRateConc = 32   // the concurrency of the rate target
+	goalBulk     = 0.95 // bulk MB/s, 1 and 8 streams, ≥ this × proxy
+	goalIdleMem  = 8 << 10
+	goalIdleFDs  = 2
+)
+
+// lat returns the latency run of target, if measured.
+func (s *spawnRun) lat(target string) (latencyRun, bool) {
+	for _, r := range s.Latency {
+		if r.Target == target {
+			return r, r.N > 0
+		}
+	}
+	return latencyRun{}, false
+}
+
+// rateOf returns target's dials per second at c, or NaN.
+func (s *spawnRun) rateOf(target string, c int) float64 {
+	for _, r := range s.Rate {
+		if r.Target == target && r.Concurrency == c {
+			return r.PerSecond
+		}
+	}
+	return math.NaN()
+}
+
+// bulkOf returns target's median MB/s on streams, or NaN.
+func (s *spawnRun) bulkOf(target string, streams int) float64 {
+	for _, r := range s.Bulk {
+		if r.Target == target && r.Streams == streams && len(r.MBps) > 0 {
+			return r.MedianMBps
+		}
+	}
+	return math.NaN()
+}
+
+// idleOf returns target's per-connection footprint, if measured.
+func (s *spawnRun) idleOf(target string) (procFigures, bool) {
+	for _, r := range s.Idle {
+		if r.Target == target {
+			return r.PerConn, true
+		}
+	}
+	return procFigures{}, false
+}
+
+// checks evaluates the targets.
+func (s *spawnRun) checks() {
+	add := func(metric, goal string, v float64, met func(float64) bool) {
+		c := spawnCheck{Metric: metric, Goal: goal, Value: v, Shown: ratio(v)}
+		c.Met = !math.IsNaN(v) && met(v)
+		s.Checks = append(s.Checks, c)
+	}
+	le := func(lim float64) func(float64) bool { return func(v float64) bool { return v <= lim } }
+	ge := func(lim float64) func(float64) bool { return func(v float64) bool { return v >= lim } }
+	p, _ := s.lat(targetProxy)
+	w, _ := s.lat(targetRelayWarm)
+	c, _ := s.lat(targetRelayCold)
+	add("warm dial p50", fmt.Sprintf("≤ %.1f× proxy", goalWarmP50), div(w.P50US, p.P50US), le(goalWarmP50))
+	add("cold dial p50", fmt.Sprintf("≤ %.1f× proxy", goalColdP50), div(c.P50US, p.P50US), le(goalColdP50))
+	add("warm dial p99", fmt.Sprintf("≤ %.0f× proxy p99", goalP99), div(w.P99US, p.P99US), le(goalP99))
+	add("cold dial p99", fmt.Sprintf("≤ %.0f× proxy p99", goalP99), div(c.P99US, p.P99US), le(goalP99))
+	add(fmt.Sprintf("dial rate c=%d", goalRateConc), fmt.Sprintf("≥ %.1f× proxy", goalRate),
+		div(s.rateOf(targetRelayCold, goalRateConc), s.rateOf(targetProxy, goalRateConc)), ge(goalRate))
+	for _, st := range bulkStreams {
+		add(fmt.Sprintf("bulk %d stream%s", st, plural(st)), fmt.Sprintf("≥ %.2f× proxy", goalBulk),
+			div(s.bulkOf(targetRelayCold, st), s.bulkOf(targetProxy, st)), ge(goalBulk))
+	}
+	mem, fds := math.NaN(), math.NaN()
+	if f, ok := s.idleOf(targetRelayCold); ok {
+		mem, fds = f.RSSBytes, f.FDs
+	}
+	s.Checks = append(s.Checks,
+		spawnCheck{Metric: "idle pair memory (relay RSS)", Goal: fmt.Sprintf("≤ %d KiB", goalIdleMem>>10), Value: mem, Shown: fmtKiB(mem), Met: mem <= goalIdleMem},
+		spawnCheck{Metric: "idle pair fds (relay)", Goal: fmt.Sprintf("≤ %d", goalIdleFDs), Value: fds, Shown: fmt.Sprintf("%.2f", fds), Met: fds <= goalIdleFDs+0.05})
+}
+
+// div returns a/b, or NaN when either is unknown or b is 0.
+func div(a, b float64) float64 {
+	if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+// ratio formats a ratio, or "—" when unknown.
+func ratio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// report prints the table: every figure of the relay beside both
+// baselines and as ratios to each, then the targets, errors and refusals.
+func (s *spawnRun) report(w io.Writer) {
+	fmt.Fprintf(w, "relaybench -spawn: relaynode pid %d, servers pid %d, proxy pid %d; %s, %d CPUs, %s\n",
+		s.PIDs["relay"], s.PIDs["servers"], s.PIDs["proxy"], s.Machine.GoVersion, s.Machine.NumCPU, runtime.GOOS+"/"+runtime.GOARCH)
+	flags := "(defaults)"
+	if len(s.RelayFlags) > 0 {
+		flags = strings.Join(s.RelayFlags, " ")
+	}
+	fmt.Fprintf(w, "relaynode flags beyond -listen and -admin-listen: %s\ncommand: %s\n\n", flags, s.Command)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tdirect\tproxy\trelay cold\trelay warm\tcold/direct\tcold/proxy\twarm/direct\twarm/proxy\t")
+	row := func(metric string, d, p, c, wm float64, f func(float64) string) {
+		cell := func(v float64) string {
+			if math.IsNaN(v) {
+				return "—"
+			}
+			return f(v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", metric, cell(d), cell(p), cell(c), cell(wm),
+			ratio(div(c, d)), ratio(div(c, p)), ratio(div(wm, d)), ratio(div(wm, p)))
+	}
+	nan := math.NaN()
+	if len(s.Latency) > 0 {
+		get := func(t string, f func(latencyRun) float64) float64 {
+			if r, ok := s.lat(t); ok {
+				return f(r)
+			}
+			return nan
+		}
+		for _, q := range []struct {
+			name string
+			f    func(latencyRun) float64
+		}{
+			{"latency p50", func(r latencyRun) float64 { return r.P50US }},
+			{"latency p99", func(r latencyRun) float64 { return r.P99US }},
+			{"latency p999", func(r latencyRun) float64 { return r.P999US }},
+		} {
+			row(q.name, get(targetDirect, q.f), get(targetProxy, q.f), get(targetRelayCold, q.f), get(targetRelayWarm, q.f), fmtUS)
+		}
+	}
+	for _, c := range s.sz.conc {
+		if len(s.Rate) > 0 {
+			row(fmt.Sprintf("rate c=%d (dials/s)", c), s.rateOf(targetDirect, c), s.rateOf(targetProxy, c), s.rateOf(targetRelayCold, c), nan, fmtRate)
+		}
+	}
+	for _, st := range bulkStreams {
+		if len(s.Bulk) > 0 {
+			row(fmt.Sprintf("bulk %d stream%s", st, plural(st)), s.bulkOf(targetDirect, st), s.bulkOf(targetProxy, st), s.bulkOf(targetRelayCold, st), nan,
+				func(v float64) string { return fmtMBps(v * 1e6) })
+		}
+	}
+	if len(s.Idle) > 0 {
+		f := func(t string, g func(procFigures) float64) float64 {
+			if x, ok := s.idleOf(t); ok {
+				return g(x)
+			}
+			return nan
+		}
+		rss := func(x procFigures) float64 { return x.RSSBytes }
+		fds := func(x procFigures) float64 { return x.FDs }
+		row("idle memory/pair (RSS)", f(targetDirect, rss), f(targetProxy, rss), f(targetRelayCold, rss), nan, fmtKiB)
+		row("idle fds/pair", f(targetDirect, fds), f(targetProxy, fds), f(targetRelayCold, fds), nan, func(v float64) string { return fmt.Sprintf("%.2f", v) })
+	}
+	tw.Flush()
+	if len(s.Idle) > 0 {
+		fmt.Fprintln(w, "(idle: /proc of the process in the middle — relaynode, proxy — per held pair; for direct, the echo server's process per held connection)")
+	}
+	if r, ok := s.lat(targetRelayWarm); ok && r.WarmHits >= 0 {
+		fmt.Fprintf(w, "relay warm: %d of %d measured dials went to a parked callback (warm pool K=%d)\n", r.WarmHits, r.N, r.WarmPool)
+	}
+
+	fmt.Fprintln(w, "\ntargets (ratios to the bare proxy in this run):")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range s.Checks {
+		status := "met"
+		switch {
+		case math.IsNaN(c.Value):
+			status = "not measured"
+		case !c.Met:
+			status = "MISSED"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", c.Metric, c.Goal, c.Shown, status)
+	}
+	tw.Flush()
+
+	var total int64
+	var parts []string
+	for _, m := range spawnModes {
+		if v, ok := s.Errors[m]; ok {
+			total += v
+			parts = append(parts, fmt.Sprintf("%s %d", m, v))
+		}
+	}
+	fmt.Fprintf(w, "\nerrors: %d (%s)\n", total, strings.Join(parts, ", "))
+	for _, r := range s.Latency {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  latency %s: %s\n", r.Target, r.FirstError)
+		}
+	}
+	for _, r := range s.Rate {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  rate %s c=%d: %s\n", r.Target, r.Concurrency, r.FirstError)
+		}
+	}
+	for _, r := range s.Bulk {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  bulk %s: %s\n", r.Target, r.FirstError)
+		}
+	}
+	fmt.Fprintf(w, "refusals: %d (relay_refusals_total on the relay's /metrics)\n", s.Refusals)
+	for _, r := range s.RefusalsBy {
+		fmt.Fprintf(w, "  %s\n", r)
+	}
+	for _, x := range s.Warnings {
+		fmt.Fprintf(w, "relay log: %s\n", x)
+	}
+	for _, x := range s.Notes {
+		fmt.Fprintf(w, "note: %s\n", x)
+	}
+}
+
+// write writes spawn.json into dir. NaNs become nulls.
+func (s *spawnRun) write(dir string) error {
+	for i := range s.Checks {
+		if math.IsNaN(s.Checks[i].Value) {
+			s.Checks[i].Value = -1
+		}
+	}
+	for i := range s.Latency {
+		s.Latency[i].SamplesUS = nil
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode spawn.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "spawn.json"), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write spawn.json: %w", err)
+	}
+	return nil
+}
+
+// spawnOptions checks and completes the options of the spawn mode: mode
+// is the -mode flag, relayFlags and targets the -relay-flags and -targets
+// flags.
+func spawnOptions(o options, mode, relayFlags, targets string) (options, error) {
+	if o.relay != "" || o.admin != "" {
+		return options{}, errors.New("-spawn starts its own relay: drop -relay and -admin")
+	}
+	if mode == "all" {
+		o.modes = spawnModes
+	}
+	for _, m := range o.modes {
+		if !slices.Contains(spawnModes, m) {
+			return options{}, fmt.Errorf("-spawn runs the modes %s, not %q", strings.Join(spawnModes, ", "), m)
+		}
+	}
+	o.relayFlags = strings.Fields(relayFlags)
+	for _, t := range strings.Split(targets, ",") {
+		t = strings.TrimSpace(t)
+		if !slices.Contains(spawnTargetNames, t) {
+			return options{}, fmt.Errorf("-targets: unknown path %q (want %s)", t, strings.Join(spawnTargetNames, ", "))
+		}
+		if !slices.Contains(o.targets, t) {
+			o.targets = append(o.targets, t)
+		}
+	}
+	return o, nil
+}
