@@ -1,0 +1,352 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// freePort returns a port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// etcdBinary returns the path of the etcd server, skipping the test when
+// it is not installed outside CI (.ci/run installs Debian's etcd-server).
+func etcdBinary(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv("ETCD_BIN"), "/usr/bin/etcd"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("etcd not installed; .ci/run installs Debian's etcd-server")
+	}
+	t.Skip("etcd not installed (apt-get install etcd-server)")
+	return ""
+}
+
+// startEtcd runs a one-member etcd on free loopback ports, in its own
+// data directory, and returns its client URL. It is stopped with the test.
+func startEtcd(t testing.TB) string {
+	t.Helper()
+	bin := etcdBinary(t)
+	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin,
+		"--name", "test", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "test="+peer, "--log-level", "error", "--logger", "zap")
+	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Logf("etcd: %s", sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-logDone
+		cmd.Wait()
+	})
+	// Ready when a client can write.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Put(ctx, "/ready", "1")
+		cancel()
+		if err == nil {
+			return client
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd at %s not ready in 30s: %v", client, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func newEtcd(t testing.TB, endpoint, node string) *Etcd {
+	t.Helper()
+	d, err := NewEtcd(EtcdConfig{Endpoints: []string{endpoint}, Node: node, TTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// eventually polls cond every 20ms for at most bound.
+func eventually(t testing.TB, bound time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", bound, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func member(node, reg string) Member {
+	return Member{Node: node, Registration: reg, ClusterAddr: "127.0.0.1:1", PublicURL: "http://" + node + ".example"}
+}
+
+// contract checks the Directory contract on one node's view.
+func contract(t *testing.T, d Directory, node string) {
+	ctx := context.Background()
+	if _, ok := d.Pick("svc"); ok {
+		t.Fatal("Pick of an empty directory found a member")
+	}
+	if err := d.Publish(ctx, Publish{Name: "svc", Member: member(node, "r1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Publish(ctx, Publish{Name: "svc", Member: member(node, "r2")}); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("second unauthenticated publish: %v, want ErrNameTaken", err)
+	}
+	if err := d.Publish(ctx, Publish{Name: "svc", Member: member(node, "r3"), Authenticated: true}); err != nil {
+		t.Fatalf("authenticated publish: %v", err)
+	}
+	// Round robin over both members.
+	seen := map[string]int{}
+	for range 10 {
+		m, ok := d.Pick("svc")
+		if !ok {
+			t.Fatal("Pick found no member")
+		}
+		seen[m.Registration]++
+	}
+	if seen["r1"] != 5 || seen["r3"] != 5 {
+		t.Fatalf("Pick spread %v, want 5 each of r1 and r3", seen)
+	}
+	// A replacement takes the member's place.
+	if err := d.Publish(ctx, Publish{Name: "svc", Member: member(node, "r4"), Replaces: "r1"}); err != nil {
+		t.Fatalf("replace r1: %v", err)
+	}
+	if err := d.Publish(ctx, Publish{Name: "svc", Member: member(node, "r5"), Replaces: "r1"}); !errors.Is(err, ErrReplacedGone) {
+		t.Fatalf("replace r1 twice: %v, want ErrReplacedGone", err)
+	}
+	got := regs(d.Members("svc"))
+	if got != "r3,r4" {
+		t.Fatalf("members %s, want r3,r4", got)
+	}
+	for _, r := range []string{"r3", "r4"} {
+		if err := d.Withdraw(ctx, "svc", member(node, r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Withdraw(ctx, "svc", member(node, "r4")); err != nil {
+		t.Fatalf("withdraw twice: %v", err)
+	}
+	if _, ok := d.Pick("svc"); ok {
+		t.Fatal("Pick found a member after all were withdrawn")
+	}
+	// Malformed parts never reach the store.
+	for _, p := range []Publish{
+		{Name: "a/b", Member: member(node, "r")},
+		{Name: "ok", Member: member(node, "")},
+		{Name: "ok", Member: member(node, "r\n")},
+		{Name: strings.Repeat("n", 129), Member: member(node, "r")},
+	} {
+		if err := d.Publish(ctx, p); err == nil || errors.Is(err, ErrNameTaken) {
+			t.Fatalf("publish %+v: %v, want an invalid-part error", p, err)
+		}
+	}
+}
+
+func regs(ms []Member) string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.Registration)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestMemoryContract(t *testing.T) {
+	d := NewMemory()
+	contract(t, d, "n1")
+	d.Close()
+	if err := d.Publish(context.Background(), Publish{Name: "x", Member: member("n1", "r")}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestEtcdContract(t *testing.T) {
+	d := newEtcd(t, startEtcd(t), "n1")
+	contract(t, d, "n1")
+}
+
+// TestEtcdAcrossNodes checks what one node publishes on another's view:
+// seen through the watch, refused cluster-wide with ErrNameTaken, grouped
+// when authenticated, and gone at once when the node closes.
+func TestEtcdAcrossNodes(t *testing.T) {
+	ep := startEtcd(t)
+	a, b := newEtcd(t, ep, "a"), newEtcd(t, ep, "b")
+	ctx := context.Background()
+	if err := a.Publish(ctx, Publish{Name: "svc", Member: member("a", "ra")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return regs(b.Members("svc")) == "ra" }, "b sees a's member")
+	if m, _ := b.Pick("svc"); m.Node != "a" || m.PublicURL != "http://a.example" {
+		t.Fatalf("b picked %+v, want a's member with its public URL", m)
+	}
+	if err := b.Publish(ctx, Publish{Name: "svc", Member: member("b", "rb")}); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("b's unauthenticated publish of a's name: %v, want ErrNameTaken", err)
+	}
+	if err := b.Publish(ctx, Publish{Name: "svc", Member: member("b", "rb"), Authenticated: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return regs(a.Members("svc")) == "ra,rb" }, "a sees the group")
+	// Dials on either node spread over both nodes' members.
+	seen := map[string]int{}
+	for range 6 {
+		m, _ := a.Pick("svc")
+		seen[m.Node]++
+	}
+	if seen["a"] != 3 || seen["b"] != 3 {
+		t.Fatalf("a's picks %v, want 3 per node", seen)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return regs(a.Members("svc")) == "ra" }, "b's member gone with its revoked lease")
+}
+
+// TestEtcdCrashedNodeExpires checks that a node that stops without a word
+// loses its names when its lease expires, and that the name is then free.
+func TestEtcdCrashedNodeExpires(t *testing.T) {
+	ep := startEtcd(t)
+	a := newEtcd(t, ep, "a")
+	b, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "b", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Publish(ctx, Publish{Name: "svc", Member: member("b", "rb")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return regs(a.Members("svc")) == "rb" }, "a sees b's member")
+	b.abandon()
+	eventually(t, 15*time.Second, func() bool { return len(a.Members("svc")) == 0 }, "b's member expired with its lease")
+	if err := a.Publish(ctx, Publish{Name: "svc", Member: member("a", "ra")}); err != nil {
+		t.Fatalf("publish the freed name: %v", err)
+	}
+}
+
+// TestEtcdLeaseRegained revokes a node's lease behind its back: its
+// members vanish, and it publishes them again under a new lease.
+func TestEtcdLeaseRegained(t *testing.T) {
+	ep := startEtcd(t)
+	a, b := newEtcd(t, ep, "a"), newEtcd(t, ep, "b")
+	ctx := context.Background()
+	for _, r := range []string{"r1", "r2"} {
+		if err := a.Publish(ctx, Publish{Name: "svc-" + r, Member: member("a", r)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mu.Lock()
+	old := a.lease
+	a.mu.Unlock()
+	if _, err := b.cli.Revoke(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.lease != old
+	}, "a took a new lease")
+	eventually(t, 15*time.Second, func() bool {
+		return regs(b.Members("svc-r1")) == "r1" && regs(b.Members("svc-r2")) == "r2"
+	}, "a's members published again, seen by b")
+	resp, err := b.cli.Get(ctx, a.key("svc-r1", member("a", "r1")))
+	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) == old {
+		t.Fatalf("a's key after regaining: %v %v, want one key under the new lease", resp, err)
+	}
+	select {
+	case m := <-a.Evicted():
+		t.Fatalf("a evicted %+v after its own lease loss", m)
+	default:
+	}
+}
+
+// TestEtcdTakeoverEvicts checks a cross-node replacement: the new node's
+// publish removes the old member in the same transaction, and the old
+// node is told, once.
+func TestEtcdTakeoverEvicts(t *testing.T) {
+	ep := startEtcd(t)
+	a, b := newEtcd(t, ep, "a"), newEtcd(t, ep, "b")
+	ctx := context.Background()
+	if err := a.Publish(ctx, Publish{Name: "svc", Member: member("a", "old")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, Publish{Name: "svc", Member: member("b", "new"), Replaces: "old"}); err != nil {
+		t.Fatalf("takeover: %v", err)
+	}
+	select {
+	case m := <-a.Evicted():
+		if m.Registration != "old" || m.Node != "a" {
+			t.Fatalf("evicted %+v, want a's old member", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a was not told of the takeover within 10s")
+	}
+	eventually(t, 10*time.Second, func() bool { return regs(a.Members("svc")) == "new" }, "a sees only the new member")
+	select {
+	case m := <-a.Evicted():
+		t.Fatalf("a evicted %+v twice", m)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestEtcdUnreachable checks the error when etcd does not answer.
+func TestEtcdUnreachable(t *testing.T) {
+	ep := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	start := time.Now()
+	_, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "a", DialTimeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "cluster: etcd") {
+		t.Fatalf("NewEtcd with no etcd: %v, want a cluster: etcd error", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("NewEtcd took %v to fail", d)
+	}
+}
