@@ -70,7 +70,8 @@ func (s *holderRelay) answer(c net.Conn) {
 		c.Close()
 		return
 	}
-	msg := []byte("HTTP/1.1 200 OK\r\nContent-Type: " + wire.ContentTypeEventStream + "\r\nCache-Control: no-store\r\n\r\n")
+	msg := []byte("HTTP/1.1 200 OK\r\nContent-Type: " + wire.ContentTypeEventStream + "\r\nCache-Control: no-store\r\n" +
+		wire.HeaderNode + ": holder\r\n\r\n") // endpoints refuse an answer without it as not a relay
 	msg, err = wire.AppendJSONEvent(msg, wire.EventReady, wire.ReadyEvent{
 		Node: "holder", Registration: wire.NewToken().String(), HeartbeatMillis: holderHeartbeat.Milliseconds(),
 	})
