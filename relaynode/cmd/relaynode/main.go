@@ -90,9 +90,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
 
-	g("admin", "admin-listen", "metrics-per-name")
+	g("admin", "admin-listen", "metrics-per-name", "healthcheck")
 	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
 	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
+	healthURL := fs.String("healthcheck", "", "probe `URL` (e.g. http://127.0.0.1:9090/healthz) and exit 0 on a 200, 1 otherwise, without starting a relay: a container HEALTHCHECK with no curl")
 
 	groups.effective = effectiveDefaults()
 	fs.Usage = func() { groups.usage(fs) }
@@ -108,6 +109,9 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if *showVersion {
 		fmt.Fprintln(stdout, versionString())
 		return nil
+	}
+	if *healthURL != "" {
+		return healthcheck(*healthURL, stdout)
 	}
 	if *trusted != "" {
 		for _, c := range strings.Split(*trusted, ",") {
