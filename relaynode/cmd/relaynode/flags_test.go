@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -86,5 +90,29 @@ func TestVersionBinary(t *testing.T) {
 	}
 	if stderr.Len() != 0 {
 		t.Fatalf("stderr %q, want empty", stderr.String())
+	}
+
+	// The running relay reports the same version on /status.json.
+	p := startRelay(t, bin, "-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0")
+	p.waitLog(t, `msg="admin listening"`, 10*time.Second)
+	m := regexp.MustCompile(`msg="admin listening" addr=(\S+)`).FindStringSubmatch(p.logs.String())
+	if m == nil {
+		t.Fatalf("no admin address in the logs:\n%s", p.logs)
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + m[1] + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Version string `json:"version"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || st.Version != stamp {
+		t.Fatalf("/status.json version %q (%v), want %q", st.Version, err, stamp)
+	}
+	if err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 }

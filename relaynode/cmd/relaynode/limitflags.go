@@ -26,7 +26,7 @@ func limitFlags(fs *flag.FlagSet, cfg *relaynode.Config) []string {
 	dur(&cfg.CallbackTimeout, "callback-timeout", "how long a dial waits for the server's callback before 504")
 	dur(&cfg.EventWriteTimeout, "event-write-timeout", "deadline for writing one SSE event; a stream that misses it is dropped")
 	dur(&cfg.ReadHeaderTimeout, "read-header-timeout", "deadline for reading request headers")
-	num(&cfg.MaxHeaderBytes, "max-header-bytes", "request header size limit in bytes (431 beyond)")
+	num(&cfg.MaxHeaderBytes, "max-header-bytes", "request header size limit in bytes; net/http accepts 4096 more, 431 beyond")
 	num(&cfg.StreamSendBuffer, "stream-send-buffer", "kernel send buffer of each registration stream, in bytes")
 	num(&cfg.EventQueue, "event-queue", "SSE events one registration may have queued; a dial finding it full gets 503")
 	num(&cfg.MaxPendingPerName, "max-pending-per-name", "dials that may wait on one registration")

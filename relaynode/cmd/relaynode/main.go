@@ -90,10 +90,11 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
 
-	g("admin", "admin-listen", "metrics-per-name", "pprof")
+	g("admin", "admin-listen", "metrics-per-name", "pprof", "healthcheck")
 	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
 	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
 	withPprof := pprofFlag(fs)
+	healthURL := fs.String("healthcheck", "", "probe `URL` (e.g. http://127.0.0.1:9090/healthz) and exit 0 on a 200, 1 otherwise, without starting a relay: a container HEALTHCHECK with no curl")
 
 	groups.effective = effectiveDefaults()
 	fs.Usage = func() { groups.usage(fs) }
@@ -109,6 +110,9 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if *showVersion {
 		fmt.Fprintln(stdout, versionString())
 		return nil
+	}
+	if *healthURL != "" {
+		return healthcheck(*healthURL, stdout)
 	}
 	if *withPprof && *adminListen == "" {
 		return errPprofNoAdmin
@@ -216,14 +220,47 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 		case <-ctx.Done():
 		}
 	}()
-	if err := node.Shutdown(ctx); err != nil {
-		log.Warn("shutdown cut live pairs", slog.Any("err", err))
+	shut := make(chan error, 1)
+	go func() { shut <- node.Shutdown(ctx) }()
+	if !awaitShutdown(ctx, shut, shutdownBound, log) {
+		// The process exits with the node still closing: the kernel ends
+		// what is left (sockets, pairs) when it does.
+		log.Warn("stopped before the node finished closing", slog.Duration("bound", shutdownBound))
+		return nil
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// shutdownBound is how long, once the grace has ended (or a second signal
+// came), the binary waits for Node.Shutdown to finish closing before it
+// exits anyway. A SIGTERM therefore ends the process within -grace plus
+// this bound (docs/OPERATIONS.md).
+const shutdownBound = time.Second
+
+// awaitShutdown waits for shut, the result of Node.Shutdown(ctx), and logs
+// an error it carries. Once ctx has ended it waits at most bound more, and
+// reports false if Shutdown has not returned by then.
+func awaitShutdown(ctx context.Context, shut <-chan error, bound time.Duration, log *slog.Logger) bool {
+	var err error
+	select {
+	case err = <-shut:
+	case <-ctx.Done():
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		select {
+		case err = <-shut:
+		case <-t.C:
+			return false
+		}
+	}
+	if err != nil {
+		log.Warn("shutdown cut live pairs", slog.Any("err", err))
+	}
+	return true
 }
 
 // newLogger returns the binary's logger: slog's text or JSON handler on w.
