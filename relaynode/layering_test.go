@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestLayering checks the import rules of DESIGN.md §2: wire uses the
+// TestLayering checks the layering rules (docs/ARCHITECTURE.md): wire uses the
 // standard library only, and endpoints never pulls in the actor engine.
 func TestLayering(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
