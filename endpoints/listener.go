@@ -166,8 +166,9 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 		sse   *wire.Reader
 		ready wire.ReadyEvent
 	)
-	header := []string{wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token)}
-	err = exchange(ctx, conn, l.relay, wire.PathListen+l.name, header, func() error {
+	req := wire.AppendRequest(make([]byte, 0, 256), l.relay.host, wire.PathListen+l.name,
+		wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token))
+	err = exchange(ctx, conn, req, func() error {
 		sse, ready, err = readReady(ctx, bufio.NewReaderSize(conn, 4096), l.name)
 		return err
 	})
@@ -442,7 +443,7 @@ func (l *listener) serverConn(ctx context.Context, op, path, regID string) (*Con
 	if err != nil {
 		return nil, err
 	}
-	u, err := upgradeExchange(ctx, conn, l.relay, op, l.name, path, upgradeHeaders(wire.HeaderRegistration, regID))
+	u, err := upgradeExchange(ctx, conn, l.relay, op, l.name, path, wire.HeaderRegistration, regID)
 	if err != nil {
 		conn.Close()
 		return nil, err
