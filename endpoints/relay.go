@@ -214,6 +214,8 @@ func readUpgrade(ctx context.Context, br *bufio.Reader, op, name string) (upgrad
 		b, _ := br.Peek(br.Buffered())
 		resp, n, err := wire.ParseUpgradeResponse(b)
 		switch {
+		case errors.Is(err, wire.ErrHeadTooLarge):
+			return upgraded{}, fmt.Errorf("%w: %w", ErrProtocol, err)
 		case err == nil:
 			_, _ = br.Discard(n)
 			u := upgraded{clientName: resp.ClientName, clientAddr: resp.ClientAddr}
@@ -237,6 +239,26 @@ func readUpgrade(ctx context.Context, br *bufio.Reader, op, name string) (upgrad
 			return upgraded{}, refusal(hr, op, name)
 		default:
 			return upgraded{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+	}
+}
+
+// readHead waits until br, whose buffer holds wire.MaxUpgradeHead bytes,
+// holds a whole response head, so that http.ReadResponse reads no further
+// than the body: an endless or oversized head is ErrProtocol wrapping
+// wire.ErrHeadTooLarge, not a growing buffer.
+func readHead(ctx context.Context, br *bufio.Reader) error {
+	for {
+		b, _ := br.Peek(br.Buffered())
+		_, _, err := wire.ParseUpgradeResponse(b)
+		switch {
+		case errors.Is(err, wire.ErrHeadTooLarge):
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		case !errors.Is(err, wire.ErrShortHead):
+			return nil // a whole head, of whatever status
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			return ctxErr(ctx, fmt.Errorf("%w: reading response: %v", ErrProtocol, err))
 		}
 	}
 }
