@@ -81,7 +81,7 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 		return nil, err
 	}
 	u, err := upgradeExchange(ctx, conn, d.relay, "dial", name, wire.PathDial+name,
-		upgradeHeaders(wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken)))
+		wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken))
 	if err != nil {
 		conn.Close()
 		return nil, err

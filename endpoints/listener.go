@@ -115,6 +115,11 @@ type ListenerState struct {
 	LastError error
 }
 
+// maxHeartbeat bounds the heartbeat interval a listener accepts from a
+// ready event, and so how long a silent stream can go unnoticed (three
+// intervals).
+const maxHeartbeat = 5 * time.Minute
+
 // stream is one registration: its socket and event reader, and the
 // context of its parked callbacks (WithWarmPool), cancelled when it ends.
 type stream struct {
@@ -166,9 +171,10 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 		sse   *wire.Reader
 		ready wire.ReadyEvent
 	)
-	header := []string{wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token)}
-	err = exchange(ctx, conn, l.relay, wire.PathListen+l.name, header, func() error {
-		sse, ready, err = readReady(ctx, bufio.NewReaderSize(conn, 4096), l.name)
+	req := wire.AppendRequest(make([]byte, 0, 256), l.relay.host, wire.PathListen+l.name,
+		wire.HeaderRegistration, replaces, "Authorization", bearerValue(l.opts.token))
+	err = exchange(ctx, conn, req, func() error {
+		sse, ready, err = readReady(ctx, bufio.NewReaderSize(conn, wire.MaxUpgradeHead), l.name)
 		return err
 	})
 	if err != nil {
@@ -177,7 +183,9 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 	}
 	// From here every read pushes the deadline out by three heartbeats:
 	// any byte, heartbeat comments included, proves the link alive.
-	idle := 3 * ready.Heartbeat()
+	// A relay's heartbeat above maxHeartbeat (or one that would overflow)
+	// is taken as maxHeartbeat: a silent link is found dead all the same.
+	idle := 3 * time.Duration(min(ready.HeartbeatMillis, maxHeartbeat.Milliseconds())) * time.Millisecond
 	conn.idle.Store(int64(idle))
 	_ = conn.SetReadDeadline(time.Now().Add(idle))
 	parkCtx, stopPark := context.WithCancel(l.ctx)
@@ -186,11 +194,16 @@ func (l *listener) register(ctx context.Context, replaces string) (*stream, erro
 
 // readReady reads the answer to a listen request from br: a 200 whose body
 // is the registration's event stream, returned with its first event, which
-// must be ready. Any other status becomes a *RelayError.
+// must be ready. Any other status becomes a *RelayError (ErrNotRelay
+// without Relay-Node). The head is bounded by wire.MaxUpgradeHead, each
+// event by the SSE reader's limits (wire.DefaultMaxLine, DefaultMaxEvent).
 func readReady(ctx context.Context, br *bufio.Reader, name string) (*wire.Reader, wire.ReadyEvent, error) {
+	if err := readHead(ctx, br); err != nil {
+		return nil, wire.ReadyEvent{}, err
+	}
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return nil, wire.ReadyEvent{}, ctxErr(ctx, err)
+		return nil, wire.ReadyEvent{}, ctxErr(ctx, fmt.Errorf("%w: %v", ErrProtocol, err))
 	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get(wire.HeaderNode) == "" {
 		return nil, wire.ReadyEvent{}, refusal(resp, "listen", name)
@@ -442,7 +455,7 @@ func (l *listener) serverConn(ctx context.Context, op, path, regID string) (*Con
 	if err != nil {
 		return nil, err
 	}
-	u, err := upgradeExchange(ctx, conn, l.relay, op, l.name, path, upgradeHeaders(wire.HeaderRegistration, regID))
+	u, err := upgradeExchange(ctx, conn, l.relay, op, l.name, path, wire.HeaderRegistration, regID)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -2,9 +2,9 @@ package endpoints
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -136,15 +136,16 @@ func (r relay) connect(ctx context.Context, o *options, network string) (net.Con
 	return tc, nil
 }
 
-// exchange writes one protocol request on conn, then calls read to read
-// the answer. The context alone bounds both: when it ends, the conn's
-// deadline moves to the past and the I/O returns, and read reports the
-// context's error rather than the I/O error it caused (ctxErr). When read
-// succeeds and ctx is still live, the conn is left with no deadline.
-func exchange(ctx context.Context, conn net.Conn, r relay, path string, header []string, read func() error) error {
+// exchange writes one protocol request head, req, on conn, then calls
+// read to read the answer. The context alone bounds both: when it ends,
+// the conn's deadline moves to the past and the I/O returns, and read
+// reports the context's error rather than the I/O error it caused
+// (ctxErr). When read succeeds and ctx is still live, the conn is left
+// with no deadline.
+func exchange(ctx context.Context, conn net.Conn, req []byte, read func() error) error {
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if _, err := conn.Write(appendRequest(make([]byte, 0, 256), r, path, header)); err != nil {
+	if _, err := conn.Write(req); err != nil {
 		return ctxErr(ctx, err)
 	}
 	if err := read(); err != nil {
@@ -173,27 +174,6 @@ func refusal(resp *http.Response, op, name string) error {
 	return &RelayError{Op: op, Name: name, Status: resp.StatusCode, Reason: reason}
 }
 
-// appendRequest appends a protocol request for path to b: POST, no body,
-// and header's name and value pairs (a pair with an empty value is left
-// out).
-func appendRequest(b []byte, r relay, path string, header []string) []byte {
-	b = append(b, "POST "...)
-	b = append(b, path...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, r.host...)
-	b = append(b, "\r\nContent-Length: 0\r\n"...)
-	for i := 0; i+1 < len(header); i += 2 {
-		if header[i+1] == "" {
-			continue
-		}
-		b = append(b, header[i]...)
-		b = append(b, ": "...)
-		b = append(b, header[i+1]...)
-		b = append(b, "\r\n"...)
-	}
-	return append(b, "\r\n"...)
-}
-
 // upgraded is what a 101 tells the endpoints.
 type upgraded struct {
 	clientName string // Relay-Client-Name, on callbacks and parks
@@ -201,84 +181,86 @@ type upgraded struct {
 	head       []byte // bytes that came behind the 101, to be read first
 }
 
-// maxUpgradeHead bounds the head of a 101 the endpoints read.
-const maxUpgradeHead = 16 << 10
-
-// upgradeReaders holds the readers of upgrade exchanges: once a 101 is
-// parsed and the bytes behind it copied out, its reader is free.
-var upgradeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// upgradeReaders holds the readers of upgrade exchanges, each large
+// enough for the largest head wire.ParseUpgradeResponse takes: once a 101
+// is parsed and the bytes behind it copied out, its reader is free.
+var upgradeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, wire.MaxUpgradeHead) }}
 
 // upgradeExchange is exchange for a request that switches protocols: a
-// dial, a callback or a park. Its answer is read by readUpgrade.
-func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header []string) (u upgraded, err error) {
+// dial, a callback or a park, with header's extra name and value pairs.
+// Its answer is read by readUpgrade.
+func upgradeExchange(ctx context.Context, conn net.Conn, r relay, op, name, path string, header ...string) (u upgraded, err error) {
 	br := upgradeReaders.Get().(*bufio.Reader)
 	br.Reset(conn)
 	defer func() {
 		br.Reset(nil)
 		upgradeReaders.Put(br)
 	}()
-	err = exchange(ctx, conn, r, path, header, func() error {
+	req := wire.AppendUpgradeRequest(make([]byte, 0, 256), r.host, path, header...)
+	err = exchange(ctx, conn, req, func() error {
 		u, err = readUpgrade(ctx, br, op, name)
 		return err
 	})
 	return u, err
 }
 
-// readUpgrade reads the answer to an upgrade request from br. The 101 is
-// parsed here, line by line and bounded (maxUpgradeHead), keeping only the
-// headers the endpoints use; any other answer goes through
-// http.ReadResponse and becomes a *RelayError.
+// readUpgrade reads the answer to an upgrade request from br, whose buffer
+// holds wire.MaxUpgradeHead bytes: it reads until wire.ParseUpgradeResponse
+// finds a whole head, within that bound. A 101 gives its headers and the
+// bytes behind it; a head of any other status is read as HTTP (its body
+// bounded by wire.MaxReasonLen) and becomes a *RelayError, or ErrNotRelay.
 func readUpgrade(ctx context.Context, br *bufio.Reader, op, name string) (upgraded, error) {
-	var u upgraded
-	// "HTTP/1.1 101", then a space and a reason, or the line's end.
-	const statusLine = "HTTP/1.1 101"
-	if first, err := br.Peek(len(statusLine) + 1); err != nil {
-		return u, ctxErr(ctx, err)
-	} else if string(first[:len(statusLine)]) != statusLine || (first[len(statusLine)] != ' ' && first[len(statusLine)] != '\r' && first[len(statusLine)] != '\n') {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			return u, ctxErr(ctx, err)
-		}
-		return u, refusal(resp, op, name)
-	}
-	var upgrade bool
-	for total, first := 0, true; ; first = false {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return u, ctxErr(ctx, fmt.Errorf("%w: reading 101: %v", ErrProtocol, err))
-		}
-		if total += len(line); total > maxUpgradeHead {
-			return u, fmt.Errorf("%w: 101 head over %d bytes", ErrProtocol, maxUpgradeHead)
-		}
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-		if first {
-			continue // the status line, checked above
-		}
-		if len(line) == 0 {
-			break
-		}
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok || len(k) == 0 {
-			return u, fmt.Errorf("%w: malformed header line in 101", ErrProtocol)
-		}
-		v = bytes.TrimSpace(v)
+	for {
+		b, _ := br.Peek(br.Buffered())
+		resp, n, err := wire.ParseUpgradeResponse(b)
 		switch {
-		case bytes.EqualFold(k, []byte("Upgrade")):
-			upgrade = bytes.EqualFold(v, []byte(wire.UpgradeProtocol))
-		case bytes.EqualFold(k, []byte(wire.HeaderClientName)):
-			u.clientName = string(v)
-		case bytes.EqualFold(k, []byte(wire.HeaderClientAddr)):
-			u.clientAddr = string(v)
+		case errors.Is(err, wire.ErrHeadTooLarge):
+			return upgraded{}, fmt.Errorf("%w: %w", ErrProtocol, err)
+		case err == nil:
+			_, _ = br.Discard(n)
+			u := upgraded{clientName: resp.ClientName, clientAddr: resp.ClientAddr}
+			if k := br.Buffered(); k > 0 {
+				u.head = make([]byte, k)
+				_, _ = io.ReadFull(br, u.head)
+			}
+			return u, nil
+		case errors.Is(err, wire.ErrShortHead):
+			// Wait for at least one more byte.
+			if _, err := br.Peek(len(b) + 1); err != nil {
+				return upgraded{}, ctxErr(ctx, fmt.Errorf("%w: reading 101: %v", ErrProtocol, err))
+			}
+		case errors.Is(err, wire.ErrNotSwitching):
+			// The whole head is buffered: ReadResponse reads no further
+			// than the body, which refusal bounds.
+			hr, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return upgraded{}, fmt.Errorf("%w: %v", ErrProtocol, err)
+			}
+			return upgraded{}, refusal(hr, op, name)
+		default:
+			return upgraded{}, fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
 	}
-	if !upgrade {
-		return u, fmt.Errorf("%w: 101 without Upgrade: %s", ErrProtocol, wire.UpgradeProtocol)
+}
+
+// readHead waits until br, whose buffer holds wire.MaxUpgradeHead bytes,
+// holds a whole response head, so that http.ReadResponse reads no further
+// than the body: an endless or oversized head is ErrProtocol wrapping
+// wire.ErrHeadTooLarge, not a growing buffer.
+func readHead(ctx context.Context, br *bufio.Reader) error {
+	for {
+		b, _ := br.Peek(br.Buffered())
+		_, _, err := wire.ParseUpgradeResponse(b)
+		switch {
+		case errors.Is(err, wire.ErrHeadTooLarge):
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		case !errors.Is(err, wire.ErrShortHead):
+			return nil // a whole head, of whatever status
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			return ctxErr(ctx, fmt.Errorf("%w: reading response: %v", ErrProtocol, err))
+		}
 	}
-	if n := br.Buffered(); n > 0 {
-		u.head = make([]byte, n)
-		_, _ = io.ReadFull(br, u.head)
-	}
-	return u, nil
 }
 
 // ctxErr prefers the context's error over the I/O error it caused.
@@ -287,9 +269,4 @@ func ctxErr(ctx context.Context, err error) error {
 		return cerr
 	}
 	return err
-}
-
-// upgradeHeaders are the headers of dial, accept and park requests.
-func upgradeHeaders(extra ...string) []string {
-	return append([]string{"Connection", "Upgrade", "Upgrade", wire.UpgradeProtocol}, extra...)
 }

@@ -40,8 +40,9 @@ func answerOnce(t *testing.T, answer string) string {
 }
 
 // TestUpgradeAnswers checks how a dial reads the relay's answer: a 101 is
-// parsed by hand, so each malformed or oversized form must give a clear
-// error, and every other status a *RelayError.
+// parsed by wire.ParseUpgradeResponse, so each malformed or oversized form
+// must give ErrProtocol, every other status a *RelayError, and an answer
+// without Relay-Node ErrNotRelay.
 func TestUpgradeAnswers(t *testing.T) {
 	const up = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: clusterlink-relay/1\r\n"
 	tests := []struct {

@@ -402,17 +402,12 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 		return
 	}
 	b := make([]byte, 0, 256)
-	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+wire.UpgradeProtocol+"\r\n"...)
-	b = appendHeader(b, wire.HeaderNode, n.engine.NodeID())
 	if side == actors.Server {
-		if p.ClientName != "" {
-			b = appendHeader(b, wire.HeaderClientName, p.ClientName)
-		}
-		if p.ClientAddr != "" {
-			b = appendHeader(b, wire.HeaderClientAddr, p.ClientAddr)
-		}
+		b = wire.AppendUpgradeResponse(b, n.engine.NodeID(),
+			wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr)
+	} else {
+		b = wire.AppendUpgradeResponse(b, n.engine.NodeID())
 	}
-	b = append(b, "\r\n"...)
 	if sw, ok := w.(*statusWriter); ok {
 		sw.status = http.StatusSwitchingProtocols
 	}
