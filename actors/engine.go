@@ -258,6 +258,11 @@ func (e *Engine) Close() error {
 	// Each aborted pair's pumps return and close its conns; the pair
 	// actor stops itself once both have reported.
 	e.inflight.pumps.Wait()
+	// Their reports are queued (a pump sends before it is counted done):
+	// let the pair actors count them and stop, within the reply bound.
+	ctx, cancel := context.WithTimeout(context.Background(), replyBound)
+	_ = e.WaitNone(ctx, KindPair)
+	cancel()
 	e.system.Shutdown()
 	return nil
 }
