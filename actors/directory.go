@@ -73,7 +73,9 @@ func (d *directory) Receive(ctx actor.Context) {
 			}
 		}
 		if m.reply != nil {
-			m.reply <- len(d.names)
+			// Not a blocking send: the listeners get this same message,
+			// and one that fails on it is answered by the supervisor.
+			trySend(m.reply, len(d.names))
 		}
 	case *actor.Terminated:
 		if reg, ok := d.regs[m.Who.Id]; ok {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,12 +30,7 @@ type Engine struct {
 	// message it matches: supervision is exercised on the real actors.
 	panicOn atomic.Pointer[panicHook]
 
-	wg sync.WaitGroup // copy goroutines
-
-	mu       sync.Mutex // guards the following
-	pairs    map[*pair]struct{}
-	pairings map[*Pairing]struct{} // matched, waiting for both offers
-	stopped  bool                  // set by Close under mu: no new pairs
+	inflight *inflight // Pairings and pairs that Close must reach
 }
 
 // NewEngine starts an engine. cfg is copied; its zero fields take defaults.
@@ -48,8 +42,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		pairs:    make(map[*pair]struct{}),
-		pairings: make(map[*Pairing]struct{}),
+		inflight: newInflight(),
 	}
 	actorLog := slog.New(minLevel{cfg.Logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
 	e.system = actor.NewActorSystemWithConfig(actor.Configure(
@@ -243,38 +236,6 @@ func (e *Engine) Drain(reason string) {
 	e.send(e.directory, &drainMsg{reason: reason})
 }
 
-// trackPair records a pair about to start. It reports false once Close has
-// begun, and the caller must close the conns itself.
-func (e *Engine) trackPair(pa *pair) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.stopped {
-		return false
-	}
-	e.pairs[pa] = struct{}{}
-	// The pumps are counted here, under the lock Close reads stopped
-	// with, and not when the pair actor starts them: Close must never
-	// Wait while a spawned pair could still Add.
-	e.wg.Add(2)
-	return true
-}
-
-func (e *Engine) trackPairing(p *Pairing, add bool) {
-	e.mu.Lock()
-	if add {
-		e.pairings[p] = struct{}{}
-	} else {
-		delete(e.pairings, p)
-	}
-	e.mu.Unlock()
-}
-
-func (e *Engine) untrackPair(pa *pair) {
-	e.mu.Lock()
-	delete(e.pairs, pa)
-	e.mu.Unlock()
-}
-
 // Close stops every actor, cuts every pair and waits for the copy
 // goroutines. Pending dials are answered 502 and registrations' Done
 // channels close. It is safe to call twice.
@@ -282,27 +243,26 @@ func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	e.mu.Lock()
-	e.stopped = true
-	e.mu.Unlock()
+	// The directory first: with it stop the listeners and pending dials,
+	// which answer every dial; no Pairing is made after.
 	if err := e.root.StopFuture(e.directory).Wait(); err != nil {
 		e.log.Warn("engine: stop directory", slog.Any("err", err))
 	}
-	e.mu.Lock()
-	pairings := make([]*Pairing, 0, len(e.pairings))
-	for p := range e.pairings {
-		pairings = append(pairings, p)
-	}
-	for pa := range e.pairs {
-		pa.abort()
-	}
-	e.mu.Unlock()
+	pairings, pairs := e.inflight.close()
 	for _, p := range pairings {
 		p.fail()
 	}
-	// The pumps close their conns when they return; the pair actors stop
-	// themselves once both pumps have reported.
-	e.wg.Wait()
+	for _, pid := range pairs {
+		e.root.Send(pid, &abortMsg{})
+	}
+	// Each aborted pair's pumps return and close its conns; the pair
+	// actor stops itself once both have reported.
+	e.inflight.pumps.Wait()
+	// Their reports are queued (a pump sends before it is counted done):
+	// let the pair actors count them and stop, within the reply bound.
+	ctx, cancel := context.WithTimeout(context.Background(), replyBound)
+	_ = e.WaitNone(ctx, KindPair)
+	cancel()
 	e.system.Shutdown()
 	return nil
 }

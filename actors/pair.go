@@ -15,27 +15,40 @@ const (
 	toClient = 1 // server → client
 )
 
-// pair is the actor of one spliced connection. It owns the two copy
-// goroutines; they report to it when they end.
+// pair is the actor of one spliced connection. It owns its abort, its
+// PairMaxDuration timer and its counters: its timer and Close reach it by
+// message (maxDurationMsg, abortMsg), and its two copy goroutines (pumps)
+// report their bytes and errors to it (copyDoneMsg), where the limit cuts
+// and bytes are counted. What the pumps share without a message is what
+// must act at once on the sockets: a pump that fails sets the past
+// deadline that stops the other (abort), and the second to return closes
+// both conns (finished, aborted).
 type pair struct {
 	engine  *Engine
 	pairing *Pairing
 	client  net.Conn
 	server  net.Conn
+	limits  *limits // nil when the pair has no idle or byte limit
 
-	finished atomic.Int32 // copy goroutines done; the second closes both conns
-	limits   *limits      // nil when the pair has no idle or byte limit
-	cut      atomic.Bool  // a limit cut the pair; counted once
+	// Shared by the pumps and Receive, to act on the sockets at once.
+	finished atomic.Int32 // pumps returned; the second closes both conns
 	aborted  atomic.Bool  // the pair was cut short: close with resets
-	timer    *time.Timer  // PairMaxDuration; nil without
 
 	// Owned by Receive.
-	pumping bool // the pumps were started; until then the conns are ours
-	counted bool // counted in the registration's live pairs
+	pumping bool        // the pumps were started; until then the conns are ours
+	counted bool        // counted in the registration's live pairs
+	cut     bool        // a limit cut the pair; counted once
+	timer   *time.Timer // PairMaxDuration; nil without
 	bytes   [2]int64
 	done    int
 	started time.Time
 }
+
+// abortMsg tells a pair to cut its copies at once: the engine closes.
+type abortMsg struct{ quiet }
+
+// maxDurationMsg is a pair's PairMaxDuration, sent by its own timer.
+type maxDurationMsg struct{ quiet }
 
 func (e *Engine) startPair(p *Pairing) {
 	pa := &pair{engine: e, pairing: p, client: p.conns[Client], server: p.conns[Server]}
@@ -43,15 +56,17 @@ func (e *Engine) startPair(p *Pairing) {
 		pa.limits = &limits{idle: e.cfg.PairIdleTimeout, maxBytes: e.cfg.PairMaxBytes}
 		pa.limits.active.Store(time.Now().UnixNano())
 	}
-	if !e.trackPair(pa) {
+	props := actor.PropsFromProducer(func() actor.Actor { return pa },
+		actor.WithMailbox(e.cfg.Mailboxes.Pair.producer(e.stats.mailbox(kindPair))),
+		actor.WithGuardian(stopOnPanic))
+	spawned := e.inflight.addPair(func() *actor.PID {
+		e.stats.started(kindPair) // counted at spawn, so Live is never behind
+		return e.root.Spawn(props)
+	})
+	if !spawned {
 		resetClose(pa.client)
 		resetClose(pa.server)
-		return
 	}
-	e.stats.started(kindPair) // counted at spawn, so Live is never behind
-	e.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return pa },
-		actor.WithMailbox(e.cfg.Mailboxes.Pair.producer(e.stats.mailbox(kindPair))),
-		actor.WithGuardian(stopOnPanic)))
 }
 
 func (pa *pair) Receive(ctx actor.Context) {
@@ -60,7 +75,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 	case *actor.Started:
 		pa.started = time.Now()
 		p := pa.pairing
-		// trackPair counted both pumps, so they start first, whatever
+		// addPair counted both pumps, so they start first, whatever
 		// else happens here. Their reports queue behind Started.
 		self := ctx.Self()
 		pa.pumping = true
@@ -75,20 +90,37 @@ func (pa *pair) Receive(ctx actor.Context) {
 		p.reg.pairs.Add(1)
 		pa.counted = true
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
-			pa.timer = time.AfterFunc(d, func() {
-				pa.engine.stats.pairsCut[cutDuration].Add(1)
-				pa.abort()
-			})
+			root := pa.engine.root
+			pa.timer = time.AfterFunc(d, func() { root.Send(self, &maxDurationMsg{}) })
 		}
+	case *maxDurationMsg:
+		if pa.done < 2 && !pa.aborted.Load() {
+			pa.countCut(cutDuration)
+		}
+		pa.abort()
+	case *abortMsg:
+		pa.abort()
 	case *copyDoneMsg:
 		pa.bytes[m.dir] = m.n
+		pa.engine.stats.bytes[m.dir].Add(m.n)
+		if m.dir == toServer {
+			pa.pairing.reg.bytesIn.Add(m.n)
+		} else {
+			pa.pairing.reg.bytesOut.Add(m.n)
+		}
+		switch m.err {
+		case errIdle:
+			pa.countCut(cutIdle)
+		case errTooMuch:
+			pa.countCut(cutBytes)
+		}
 		pa.done++
 		if pa.done == 2 {
 			ctx.Stop(ctx.Self())
 		}
 	case *actor.Stopping:
-		// Engine shutdown, or both copies are done: either way nothing
-		// may keep a copy running.
+		// Engine shutdown, a failure, or both copies are done: either
+		// way nothing may keep a copy running.
 		if pa.timer != nil {
 			pa.timer.Stop()
 		}
@@ -98,7 +130,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 			pa.pumping = true
 			resetClose(pa.client)
 			resetClose(pa.server)
-			pa.engine.wg.Add(-2)
+			pa.engine.inflight.pumps.Add(-2)
 			return
 		}
 		pa.abort()
@@ -106,7 +138,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 		if pa.counted {
 			pa.pairing.reg.pairs.Add(-1)
 		}
-		pa.engine.untrackPair(pa)
+		pa.engine.inflight.pairDone(ctx.Self())
 		pa.engine.stats.stopped(kindPair)
 		pa.engine.log.Debug("pair closed", slog.String("name", pa.pairing.Name),
 			slog.Int64("to_server", pa.bytes[toServer]), slog.Int64("to_client", pa.bytes[toClient]),
@@ -114,19 +146,21 @@ func (pa *pair) Receive(ctx actor.Context) {
 	}
 }
 
+// countCut counts the pair as cut by limit cut: once per pair, whichever
+// limit the pair met first.
+func (pa *pair) countCut(cut int) {
+	if !pa.cut {
+		pa.cut = true
+		pa.engine.stats.pairsCut[cut].Add(1)
+	}
+}
+
 // pump runs one direction. A clean end half-closes the destination and
 // leaves the other direction running; an error aborts both. The second
-// pump to finish closes both conns.
+// pump to finish closes both conns, then each reports to the pair.
 func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
-	defer pa.engine.wg.Done()
+	defer pa.engine.inflight.pumps.Done()
 	n, err := copyStream(dst, src, head, pa.engine.cfg.CopyBuffer, pa.limits)
-	pa.countCut(err)
-	pa.engine.stats.bytes[dir].Add(n)
-	if dir == toServer {
-		pa.pairing.reg.bytesIn.Add(n)
-	} else {
-		pa.pairing.reg.bytesOut.Add(n)
-	}
 	if err != nil || closeWrite(dst) != nil {
 		pa.abort()
 	}
@@ -143,21 +177,6 @@ func (pa *pair) pump(self *actor.PID, dir int, dst, src net.Conn, head []byte) {
 		}
 	}
 	pa.engine.root.Send(self, &copyDoneMsg{dir: dir, n: n, err: err})
-}
-
-// countCut counts the pair as cut by the limit err names, if any: once per
-// pair, whichever pump hits a limit first.
-func (pa *pair) countCut(err error) {
-	cut := -1
-	switch err {
-	case errIdle:
-		cut = cutIdle
-	case errTooMuch:
-		cut = cutBytes
-	}
-	if cut >= 0 && pa.cut.CompareAndSwap(false, true) {
-		pa.engine.stats.pairsCut[cut].Add(1)
-	}
 }
 
 // abort makes both copies return at once, without closing anything: the

@@ -44,8 +44,10 @@ type Pairing struct {
 
 func newPairing(e *Engine, reg *Registration, clientName, clientAddr string, dialed time.Time) *Pairing {
 	p := &Pairing{Name: reg.Name, ClientName: clientName, ClientAddr: clientAddr, engine: e, reg: reg, dialed: dialed}
-	e.trackPairing(p, true)
 	p.timer = time.AfterFunc(e.cfg.CallbackTimeout, p.expire)
+	if !e.inflight.add(p) {
+		p.fail() // the engine is closing: both sides' offers are refused
+	}
 	return p
 }
 
@@ -69,7 +71,7 @@ func (p *Pairing) Offer(side Side, conn net.Conn, head []byte) bool {
 	}
 	p.mu.Unlock()
 	if complete {
-		p.engine.trackPairing(p, false)
+		p.engine.inflight.done(p)
 		p.engine.startPair(p)
 	}
 	return true
@@ -102,7 +104,7 @@ func (p *Pairing) fail() {
 	conns := p.conns
 	p.conns = [2]net.Conn{}
 	p.mu.Unlock()
-	p.engine.trackPairing(p, false)
+	p.engine.inflight.done(p)
 	p.engine.stats.pairingsFailed.Add(1)
 	for _, c := range conns {
 		if c != nil {
