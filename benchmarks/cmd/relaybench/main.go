@@ -51,12 +51,13 @@ type options struct {
 	warm       int           // warm pool size of the warm latency target
 	bulkMiB    int           // MiB carried per bulk run, split over its streams
 	quick      bool
-	command    string   // the command line, as a shell would take it
-	spawn      bool     // -spawn: the relay binary and the servers in their own processes
-	relayFlags []string // -relay-flags: extra flags of the spawned relaynode
-	relayBin   string   // -relay-bin: a built relaynode to spawn instead of building one
-	targets    []string // -targets: the spawn mode's paths, from spawnTargetNames
-	notes      []string // for the report: what the flags changed
+	command    string        // the command line, as a shell would take it
+	spawn      bool          // -spawn: the relay binary and the servers in their own processes
+	relayFlags []string      // -relay-flags: extra flags of the spawned relaynode
+	relayBin   string        // -relay-bin: a built relaynode to spawn instead of building one
+	targets    []string      // -targets: the spawn mode's paths, from spawnTargetNames
+	pause      time.Duration // -pause: the spawn mode's wait before measuring
+	notes      []string      // for the report: what the flags changed
 }
 
 // sizes are the counts and lengths the modes use: the flags, with each
@@ -161,6 +162,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.bulkMiB, "bulk-mib", 0, "`MiB` carried by each bulk run, split evenly over its streams (default 1024; -quick 32)")
 	fs.BoolVar(&o.quick, "quick", false, "a fast smoke run: small counts and short runs")
 	fs.BoolVar(&o.spawn, "spawn", false, "measure the deployment: build relaynode and run it as its own process with its default\nflags, the echo and sink servers (endpoints) in a second process and the bare proxy in a\nthird; modes latency, rate, bulk and idle (-mode all is those four)")
+	fs.DurationVar(&o.pause, "pause", 0, "with -spawn, wait this long after the processes start (their pids are on stderr)\nbefore measuring: time to attach strace or perf")
 	relayFlags := fs.String("relay-flags", "", "extra `flags` for the spawned relaynode, space-separated (with -spawn)")
 	fs.StringVar(&o.relayBin, "relay-bin", "", "a built relaynode `binary` to spawn instead of building one (with -spawn)")
 	targets := fs.String("targets", strings.Join(spawnTargetNames, ","), "the spawn mode's `paths`, comma-separated: direct, proxy, cold, warm (a subset is for profiling one path)")

@@ -122,6 +122,14 @@ func runSpawn(ctx context.Context, o options, stdout, stderr io.Writer) (err err
 	}
 	s.PIDs["proxy"] = proxy.pid()
 	s.prog.step("spawn: servers pid %d, proxy pid %d", servers.pid(), proxy.pid())
+	if o.pause > 0 {
+		s.prog.step("spawn: pausing %v before measuring", o.pause)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.pause):
+		}
+	}
 	dialer := newDialer(addr)
 	s.targets["direct"] = target{targetDirect, tcpDialer(srv["echo"])}
 	s.targets["proxy"] = target{targetProxy, tcpDialer(prx["echo"])}
@@ -443,13 +451,19 @@ func (s *spawnRun) checks() {
 	}
 	le := func(lim float64) func(float64) bool { return func(v float64) bool { return v <= lim } }
 	ge := func(lim float64) func(float64) bool { return func(v float64) bool { return v >= lim } }
-	p, _ := s.lat(targetProxy)
-	w, _ := s.lat(targetRelayWarm)
-	c, _ := s.lat(targetRelayCold)
-	add("warm dial p50", fmt.Sprintf("≤ %.1f× proxy", goalWarmP50), div(w.P50US, p.P50US), le(goalWarmP50))
-	add("cold dial p50", fmt.Sprintf("≤ %.1f× proxy", goalColdP50), div(c.P50US, p.P50US), le(goalColdP50))
-	add("warm dial p99", fmt.Sprintf("≤ %.0f× proxy p99", goalP99), div(w.P99US, p.P99US), le(goalP99))
-	add("cold dial p99", fmt.Sprintf("≤ %.0f× proxy p99", goalP99), div(c.P99US, p.P99US), le(goalP99))
+	// q returns a latency figure of target, NaN when it was not measured.
+	q := func(target string, f func(latencyRun) float64) float64 {
+		if r, ok := s.lat(target); ok {
+			return f(r)
+		}
+		return math.NaN()
+	}
+	p50 := func(r latencyRun) float64 { return r.P50US }
+	p99 := func(r latencyRun) float64 { return r.P99US }
+	add("warm dial p50", fmt.Sprintf("≤ %.1f× proxy", goalWarmP50), div(q(targetRelayWarm, p50), q(targetProxy, p50)), le(goalWarmP50))
+	add("cold dial p50", fmt.Sprintf("≤ %.1f× proxy", goalColdP50), div(q(targetRelayCold, p50), q(targetProxy, p50)), le(goalColdP50))
+	add("warm dial p99", fmt.Sprintf("≤ %.0f× proxy p99", goalP99), div(q(targetRelayWarm, p99), q(targetProxy, p99)), le(goalP99))
+	add("cold dial p99", fmt.Sprintf("≤ %.0f× proxy p99", goalP99), div(q(targetRelayCold, p99), q(targetProxy, p99)), le(goalP99))
 	add(fmt.Sprintf("dial rate c=%d", goalRateConc), fmt.Sprintf("≥ %.1f× proxy", goalRate),
 		div(s.rateOf(targetRelayCold, goalRateConc), s.rateOf(targetProxy, goalRateConc)), ge(goalRate))
 	for _, st := range bulkStreams {
@@ -465,9 +479,10 @@ func (s *spawnRun) checks() {
 		spawnCheck{Metric: "idle pair fds (relay)", Goal: fmt.Sprintf("≤ %d", goalIdleFDs), Value: fds, Shown: fmt.Sprintf("%.2f", fds), Met: fds <= goalIdleFDs+0.05})
 }
 
-// div returns a/b, or NaN when either is unknown or b is 0.
+// div returns a/b, or NaN when either is unknown or b is not positive
+// (a baseline process whose RSS shrank while it held connections).
 func div(a, b float64) float64 {
-	if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
+	if math.IsNaN(a) || math.IsNaN(b) || b <= 0 {
 		return math.NaN()
 	}
 	return a / b
