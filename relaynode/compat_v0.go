@@ -578,18 +578,13 @@ func (v *compatV0) isV0Dial(k v0Key) bool {
 	return d != nil && d.deadline.IsZero()
 }
 
-// claim takes k's dial for a callback: a pair is answered once.
+// claim takes k's dial for a callback: a pair is answered once, and is
+// free for a new dial from then on, before its client sees the 200.
 func (v *compatV0) claim(k v0Key) *v0Dial {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	d := v.dials[k]
-	if d == nil {
-		return nil
-	}
-	if !d.deadline.IsZero() {
-		// A v1 client's dial: the entry is the stream's, and used once.
-		delete(v.dials, k)
-	}
+	delete(v.dials, k)
 	return d
 }
 

@@ -32,11 +32,14 @@ func TestV0KeyIsAPair(t *testing.T) {
 	if v.reserve(v0Key{"ab", "c"}, b) {
 		t.Error("a pair in flight was reserved twice")
 	}
+	v.drop(v0Key{"ab", "c"}, b) // not its holder: no effect
 	if v.claim(v0Key{"a", "bc"}) != b || v.claim(v0Key{"ab", "c"}) != a {
 		t.Error("claim returned another pair's dial")
 	}
-	v.drop(v0Key{"ab", "c"}, b) // not its holder: no effect
-	if v.claim(v0Key{"ab", "c"}) != a {
-		t.Error("drop by a non-holder removed the pair")
+	if v.claim(v0Key{"ab", "c"}) != nil {
+		t.Error("a pair was claimed twice")
+	}
+	if !v.reserve(v0Key{"ab", "c"}, b) {
+		t.Error("a claimed pair is still in flight")
 	}
 }
