@@ -134,6 +134,9 @@ func TestCompatV0EventBytes(t *testing.T) {
 	if te := s.Header.Get("Content-Type"); te != "text/event-stream" {
 		t.Errorf("Content-Type %q", te)
 	}
+	if !s.Chunked {
+		t.Error("registration stream not chunked")
+	}
 	done := make(chan error, 1)
 	go func() {
 		_, err := v0wire.Dial(r.Addr, "client.A-9", "svc_1", v0Bound)
@@ -165,6 +168,11 @@ func TestCompatV0EchoByteExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// "HTTP/1.1 200 OK" (checked by the client), one header, no
+	// Transfer-Encoding.
+	if len(c.Header) != 1 || c.Header.Get("Relay-Node") != r.Node.Engine().NodeID() {
+		t.Errorf("200 header %v, want only Relay-Node", c.Header)
+	}
 	echoV0(t, c, randomBytes(256<<10))
 	st := r.Node.CompatV0Stats()
 	if st.Registrations != 1 || st.Callbacks != 1 {

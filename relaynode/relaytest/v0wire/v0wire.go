@@ -155,6 +155,8 @@ type Server struct {
 	br   *bufio.Reader // the chunked stream, de-chunked
 	// Header is the registration response's header.
 	Header http.Header
+	// Chunked is whether the stream came with chunked framing.
+	Chunked bool
 }
 
 // Register registers serverID on the relay at addr: a POST /serverconn
@@ -185,7 +187,8 @@ func Register(addr, serverID string, bound time.Duration) (*Server, error) {
 		return nil, fmt.Errorf("v0: registration Content-Type %q", ct)
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &Server{ID: serverID, Addr: addr, conn: c, br: bufio.NewReader(resp.Body), Header: resp.Header}, nil
+	return &Server{ID: serverID, Addr: addr, conn: c, br: bufio.NewReader(resp.Body), Header: resp.Header,
+		Chunked: len(resp.TransferEncoding) == 1 && resp.TransferEncoding[0] == "chunked"}, nil
 }
 
 // NextRaw reads the next event's three lines, within bound, as they came.
