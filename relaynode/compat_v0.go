@@ -354,6 +354,10 @@ func (n *Node) serveV0Dial(w *statusWriter, r *http.Request, req v0Request) {
 	addr := n.clientAddr(r)
 	key := n.edge.key(addr)
 	if rf := n.edge.admitDial(key, name, n.engine); rf != nil {
+		if rf.Status == http.StatusNotFound {
+			refuse(w, http.StatusNotFound, "unknown server")
+			return
+		}
 		refuseErr(w, rf)
 		return
 	}

@@ -645,3 +645,15 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestCompatV0SlowBody: a v0 body that stops coming is refused 400 once
+// the header timeout has passed again, not held open.
+func TestCompatV0SlowBody(t *testing.T) {
+	r := startV0(t, relaynode.Config{ReadHeaderTimeout: 300 * time.Millisecond})
+	for _, path := range []string{relaynode.V0PathServer, relaynode.V0PathClient, relaynode.V0PathCallback} {
+		raw := "CONNECT " + path + " HTTP/1.1\r\nHost: r\r\nContent-Length: 100\r\n\r\n{\"Data\":"
+		if got := doV0(t, r.Addr, []byte(raw)); got != http.StatusBadRequest {
+			t.Errorf("%s with a stalled body: %d, want 400", path, got)
+		}
+	}
+}
