@@ -289,7 +289,7 @@ func (n *Node) serveV0Listen(w *statusWriter, r *http.Request, req v0Request) {
 			return nil // v0 has no other event
 		}
 		clientID := ev.Connect.Client
-		if !n.v0.isV0Dial(v0Key{clientID, name}) {
+		if !n.v0.isV0Dial(v0Key{clientID, name}, ev.Connect.Token) {
 			// A v1 client's dial: the v0 server answers it by a
 			// (ClientID, ServerID) pair, so give it one.
 			tok, err := wire.ParseToken(ev.Connect.Token)
@@ -438,6 +438,8 @@ func (n *Node) serveV0Callback(w *statusWriter, r *http.Request, req v0Request) 
 	select {
 	case <-d.ready:
 	case <-t.C:
+		refuse(w, http.StatusServiceUnavailable, "relay busy")
+		return
 	case <-r.Context().Done():
 		return
 	}
@@ -574,12 +576,29 @@ func (v *compatV0) drop(k v0Key, d *v0Dial) {
 	v.mu.Unlock()
 }
 
-// isV0Dial reports whether k is a v0 client's dial in flight.
-func (v *compatV0) isV0Dial(k v0Key) bool {
+// isV0Dial reports whether the connect event of token is the v0 dial
+// in flight under k, not a v1 client's dial whose client name happens to
+// be that ClientID. The dial's token is known once engine.Dial returns,
+// about when its event is queued: it waits for that, bounded.
+func (v *compatV0) isV0Dial(k v0Key, token string) bool {
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	d := v.dials[k]
-	return d != nil && d.deadline.IsZero()
+	v.mu.Unlock()
+	if d == nil || !d.deadline.IsZero() {
+		return false
+	}
+	select {
+	case <-d.ready:
+	default:
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-d.ready:
+		case <-t.C:
+			return false
+		}
+	}
+	return !d.token.IsZero() && d.token.String() == token
 }
 
 // claim takes k's dial for a callback: a pair is answered once, and is

@@ -254,6 +254,37 @@ func TestCompatV0BesideV1(t *testing.T) {
 	c.Close()
 }
 
+// TestCompatV0SameNameBothWires: a v1 client named as a v0 ClientID in
+// flight to the same server is told apart by its token: both dials echo.
+func TestCompatV0SameNameBothWires(t *testing.T) {
+	r := startV0(t, relaynode.Config{})
+	v0Echo(t, r.Addr, "svc")
+	d := endpoints.NewRelayDialer(r.Addr, "dup")
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			c, err := v0wire.Dial(r.Addr, "dup", "svc", v0Bound)
+			if err != nil {
+				t.Errorf("v0 dial %d: %v", i, err)
+				return
+			}
+			defer c.Close()
+			echoV0(t, c, []byte(fmt.Sprintf("v0 round %d", i)))
+		}()
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), v0Bound)
+			defer cancel()
+			if err := relaytest.Ping(ctx, d, "svc"); err != nil {
+				t.Errorf("v1 dial %d: %v", i, err)
+			}
+		}()
+		wg.Wait()
+	}
+}
+
 // TestCompatV0AuthenticatedTakeover: an authenticated v1 registration of
 // a name held by v0 takes it over, and the v0 stream is closed.
 func TestCompatV0AuthenticatedTakeover(t *testing.T) {
