@@ -688,3 +688,36 @@ func TestCompatV0SlowBody(t *testing.T) {
 		}
 	}
 }
+
+// TestCompatV0Metrics: v0 dials and refusals show in /metrics beside v1's.
+func TestCompatV0Metrics(t *testing.T) {
+	r := startV0(t, relaynode.Config{})
+	admin := startAdmin(t, r)
+	v0Echo(t, r.Addr, "svc")
+	for i := range 3 {
+		c, err := v0wire.Dial(r.Addr, fmt.Sprintf("m%d", i), "svc", v0Bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echoV0(t, c, []byte("metrics"))
+		c.Close()
+	}
+	if _, err := v0wire.Dial(r.Addr, "m", "nobody", v0Bound); v0wire.Status(err) != http.StatusNotFound {
+		t.Fatalf("dial of unknown server: %v", err)
+	}
+	if _, err := v0wire.Callback(r.Addr, "m", "svc", v0Bound); v0wire.Status(err) != http.StatusNotFound {
+		t.Fatalf("unasked callback: %v", err)
+	}
+	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.CompatV0Stats().DialsSpliced == 3 }, "3 v0 dials counted")
+	_, text := get(t, admin+"/metrics")
+	for series, want := range map[string]float64{
+		`relay_dials_total{outcome="spliced"}`:                                                        3,
+		`relay_dials_total{outcome="unknown_name"}`:                                                   1,
+		`relay_refusals_total{reason="unknown server",route="v0_clientconn",status="404"}`:            1,
+		`relay_refusals_total{reason="no dial for this pair",route="v0_servercallback",status="404"}`: 1,
+	} {
+		if got := metric(t, text, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+}
