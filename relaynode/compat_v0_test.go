@@ -339,6 +339,13 @@ func TestCompatV0HostileBodies(t *testing.T) {
 			}
 		}
 	}
+	// A body of exactly the cap is read: an unknown server gets 404.
+	head := `{"Data":"`
+	tail := `","ClientID":"c","ServerID":"nobody"}`
+	exact := []byte(head + strings.Repeat("x", relaynode.V0MaxBody-len(head)-len(tail)) + tail)
+	if got := doV0(t, r.Addr, v0wire.RawRequest(http.MethodConnect, relaynode.V0PathClient, exact)); got != http.StatusNotFound {
+		t.Errorf("body of exactly %d bytes: %d, want 404", len(exact), got)
+	}
 	// A declared length over the cap is refused before the body is read.
 	raw := []byte("CONNECT /clientconn HTTP/1.1\r\nHost: r\r\nContent-Length: 1000000\r\n\r\n{")
 	if got := doV0(t, r.Addr, raw); got != http.StatusRequestEntityTooLarge {
