@@ -551,7 +551,7 @@ func TestCompatV0Drain(t *testing.T) {
 	// Shutdown waits for pending dials, then for pairs: a pairing whose
 	// second side has not yet offered its conn is neither (so the test
 	// waits for the pair to start, as it would for a v1 pair).
-	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.Engine().LivePairs() == 1 }, "pair started")
+	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.Engine().Live(actors.KindPair) == 1 }, "pair started")
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), v0Bound)
