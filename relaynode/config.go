@@ -128,6 +128,15 @@ type Config struct {
 	// name. Node.ReloadAuth reads it again.
 	AuthFile string
 
+	// CompatV0 also serves the original clusterlink relay's wire (v0):
+	// /serverconn, /clientconn and /servercallback, for servers and
+	// clients not yet moved to this protocol. v0 matching is
+	// unauthenticated beyond a source-IP check on the callback, so it is
+	// off by default and the node logs a warning when it is on. See the
+	// "v0 compatibility" sections of docs/PROTOCOL.md and
+	// docs/OPERATIONS.md.
+	CompatV0 bool
+
 	// TrustedProxies lists the networks of proxies the relay sits behind.
 	// Only for a request whose peer is inside one of them is the client's
 	// address taken from X-Forwarded-For: the rightmost address there that

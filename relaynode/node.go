@@ -34,6 +34,8 @@ type Node struct {
 
 	rates rates // the samples behind Status's rates
 
+	v0 compatV0 // the v0 wire's state (CompatV0)
+
 	handlers sync.WaitGroup // ServeHTTP calls in flight
 	draining atomic.Bool
 
@@ -79,6 +81,7 @@ func New(cfg Config) (*Node, error) {
 	n.requireClientCert = tlsCfg != nil && tlsCfg.ClientAuth >= tls.VerifyClientCertIfGiven
 	n.connsGone = sync.NewCond(&n.mu)
 	n.startSampling()
+	n.warnCompatV0()
 	return n, nil
 }
 
@@ -159,6 +162,9 @@ func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	n.handlers.Add(1)
 	n.mu.Unlock()
 	defer n.handlers.Done()
+	if n.cfg.CompatV0 && n.serveV0(w, r) {
+		return
+	}
 	route, arg, err := wire.ParseRoute(r.Method, r.URL.Path)
 	defer n.count(route, w)
 	if err != nil {

@@ -75,11 +75,12 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	grace := fs.Duration("grace", 10*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) lets live pairs finish")
 	showVersion := fs.Bool("version", false, "print the build's version to stdout and exit")
 
-	g("TLS and auth", "tls-cert", "tls-key", "auth-file", "trusted-proxies")
+	g("TLS and auth", "tls-cert", "tls-key", "auth-file", "trusted-proxies", "compat-v0")
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "PEM certificate chain `file`: serve TLS to the relay (with -tls-key)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key `file` for -tls-cert")
 	fs.StringVar(&cfg.AuthFile, "auth-file", "", "`file` of register/dial rules (name glob, SHA-256 of token); reloaded on SIGHUP. Empty: open mode")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `CIDRs` of proxies whose X-Forwarded-For is believed")
+	fs.BoolVar(&cfg.CompatV0, "compat-v0", false, "also serve the original relay's v0 wire (/serverconn, /clientconn, /servercallback); unauthenticated beyond a source-IP check")
 
 	g("limits", limitFlags(fs, &cfg)...)
 
