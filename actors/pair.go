@@ -75,18 +75,20 @@ func (pa *pair) Receive(ctx actor.Context) {
 	case *actor.Started:
 		pa.started = time.Now()
 		p := pa.pairing
-		// addPair counted both pumps, so they start first, whatever
-		// else happens here. Their reports queue behind Started.
-		self := ctx.Self()
-		pa.pumping = true
-		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
-		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
+		// Counted before the pumps start, so that no byte is relayed
+		// before its splice is in the stats.
 		pa.engine.stats.spliced.Add(1)
 		if p.warm {
 			pa.engine.stats.spliceLatencyWarm.observe(time.Since(p.dialed))
 		} else {
 			pa.engine.stats.spliceLatency.observe(time.Since(p.dialed))
 		}
+		// addPair counted both pumps, so they start next, whatever else
+		// happens here. Their reports queue behind Started.
+		self := ctx.Self()
+		pa.pumping = true
+		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
+		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
 		p.reg.pairs.Add(1)
 		pa.counted = true
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
