@@ -24,9 +24,9 @@
 // (WithBackoff), presenting its old registration id so that it takes its
 // name back at once; Accept blocks meanwhile and then goes on. Only Close,
 // or a permanent refusal (400, 401, 403, 404, 409), ends Accept. The
-// listener's State method, reached with
-// ln.(interface{ State() endpoints.ListenerState }), and WithStateFunc
-// report the registration's state.
+// listener is a *Listener: ln.(*endpoints.Listener).State() and
+// WithStateFunc report the registration's state, Failed its failed
+// callbacks.
 //
 // DialMTLS and ListenMTLS run TLS end to end through the relay: the dialer
 // is the TLS client, the listener the TLS server (mutual by default), and

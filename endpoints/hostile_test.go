@@ -304,10 +304,7 @@ func TestHostileRelayStream(t *testing.T) {
 	}
 	c.Close()
 	callbacks.Wait()
-	rl := ln.(interface {
-		Failed() int64
-		State() endpoints.ListenerState
-	})
+	rl := ln.(*endpoints.Listener)
 	relaytest.Eventually(t, ioTimeout, func() bool { return rl.Failed() == 4 }, "failed callbacks never reached 4")
 	if st := rl.State(); !st.Connected || st.Reconnects != 0 {
 		t.Errorf("state %+v, want connected, no reconnects", st)

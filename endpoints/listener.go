@@ -3,6 +3,7 @@ package endpoints
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,43 @@ func NewRelayListener(relayURL string, opts ...Option) *RelayListener {
 }
 
 // ListenRelay registers address as a name on the relay at relayURL and
-// returns a listener for the connections dialed to it.
+// returns a listener for the connections dialed to it; it is
+// NewRelayListener(relayURL, opts...).Listen(network, address).
+//
+// The contract, in full:
+//
+//   - ListenRelay returns once the relay has confirmed the registration
+//     with its ready event, within the handshake timeout
+//     (WithHandshakeTimeout, default 10s), or with the first attempt's
+//     error: ErrUnsupportedNetwork, wire.ErrBadName, ErrBadRelayAddress,
+//     ErrNotRelay, a dial or TLS error, a *RelayError (409 name taken, 401
+//     or 403 credentials, 429 or 503 busy), ErrProtocol or
+//     context.DeadlineExceeded. This first attempt is not retried.
+//   - The returned net.Listener is a *Listener: State and Failed are its
+//     methods, and Accept returns *Conn values (*tls.Conn from ListenMTLS).
+//   - Reconnect: when the registration stream ends for any reason but
+//     Close (a relay restart or drain, a read error, three heartbeat
+//     intervals of silence), the listener registers again, with
+//     exponential backoff and jitter (WithBackoff, default 100ms to 30s),
+//     until it succeeds, Close is called, or a refusal is permanent.
+//   - Takeover: each re-registration presents the old registration id
+//     (Relay-Registration), so the relay hands the name back at once even
+//     if it has not yet noticed the old stream is gone.
+//   - Permanent refusals: a re-registration refused with 400, 401, 403,
+//     404 or 409 (the name now belongs to someone else) ends the listener;
+//     any other failure, ErrNotRelay included, is retried.
+//   - Accept blocks across the gap and returns the next relayed
+//     connection. A failed callback (or, on an MTLS listener, a failed TLS
+//     handshake) is counted in Failed and never returned. Accept returns
+//     an error only after Close (a *net.OpError wrapping net.ErrClosed) or
+//     after a permanent refusal (a *net.OpError wrapping that
+//     *RelayError), once the connections already made are taken.
+//   - Connections already accepted are not disturbed by a reconnect or by
+//     Close. Close ends the registration, closes connections not yet
+//     accepted and returns once every goroutine of the listener is gone.
+//   - State reports the stream's state (Connected, Since, Reconnects,
+//     LastError, which wraps ErrStreamEnded after a loss); WithStateFunc is
+//     called on each change.
 func ListenRelay(network, address, relayURL string, opts ...Option) (net.Listener, error) {
 	return NewRelayListener(relayURL, opts...).Listen(network, address)
 }
@@ -39,7 +76,7 @@ func ListenRelay(network, address, relayURL string, opts ...Option) (net.Listene
 // relay has confirmed the registration with its ready event, or after the
 // handshake timeout (WithHandshakeTimeout). It fails with a *RelayError
 // when the relay refuses, for example 409 when the name is taken. The
-// returned listener's Accept returns *Conn values.
+// returned listener is a *Listener, whose Accept returns *Conn values.
 //
 // Once registered, the listener keeps its registration alive: when the
 // stream ends for any reason but Close (a relay restart, a drain, a link
@@ -56,14 +93,16 @@ func (rl *RelayListener) Listen(network, address string) (net.Listener, error) {
 // ListenContext is Listen bounded by ctx as well as the handshake timeout.
 // ctx bounds the first registration only, not the listener's life.
 func (rl *RelayListener) ListenContext(ctx context.Context, network, address string) (net.Listener, error) {
-	l, err := rl.listen(ctx, network, address)
+	l, err := rl.listen(ctx, network, address, nil)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: listen %q: %w", address, err)
 	}
 	return l, nil
 }
 
-func (rl *RelayListener) listen(ctx context.Context, network, name string) (*listener, error) {
+// listen registers name and starts the listener. With cfg set, each
+// relayed connection runs a TLS server handshake before Accept gets it.
+func (rl *RelayListener) listen(ctx context.Context, network, name string, cfg *tls.Config) (*Listener, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, err
 	}
@@ -75,14 +114,15 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string) (*lis
 		return nil, err
 	}
 	ctxL, cancelL := context.WithCancel(context.Background())
-	l := &listener{
+	l := &Listener{
+		tls:      cfg,
 		relay:    r,
 		network:  network,
 		name:     name,
 		opts:     rl.opts,
 		ctx:      ctxL,
 		cancel:   cancelL,
-		accepted: make(chan *Conn, rl.opts.acceptBacklog),
+		accepted: make(chan net.Conn, rl.opts.acceptBacklog),
 		sem:      make(chan struct{}, rl.opts.callbackWorkers),
 		closed:   make(chan struct{}),
 		dead:     make(chan struct{}),
@@ -130,10 +170,13 @@ type stream struct {
 	stopPark context.CancelFunc
 }
 
-// listener is a registration on a relay, kept alive across stream losses.
-// The run goroutine owns the stream; callback goroutines, at most
-// opts.callbackWorkers, deliver to accepted.
-type listener struct {
+// Listener is a registration on a relay, kept alive across stream losses:
+// the net.Listener that ListenRelay, Listen, ListenContext and ListenMTLS
+// return. See ListenRelay for its contract. The run goroutine owns the
+// stream; callback goroutines, at most opts.callbackWorkers, deliver to
+// accepted, after the TLS handshake when tls is set.
+type Listener struct {
+	tls     *tls.Config // the MTLS stage, or nil
 	relay   relay
 	network string
 	name    string
@@ -141,7 +184,7 @@ type listener struct {
 
 	ctx      context.Context // cancelled by Close: aborts callbacks, backoff, re-registration
 	cancel   context.CancelFunc
-	accepted chan *Conn
+	accepted chan net.Conn // *Conn, or *tls.Conn over one
 	sem      chan struct{} // one slot per running callback
 	wg       sync.WaitGroup
 
@@ -159,7 +202,7 @@ type listener struct {
 
 // register sends the listen request and reads the ready event. replaces is
 // the id of the registration this one takes over, or "".
-func (l *listener) register(ctx context.Context, replaces string) (*stream, error) {
+func (l *Listener) register(ctx context.Context, replaces string) (*stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.opts.handshake)
 	defer cancel()
 	raw, err := l.relay.connect(ctx, &l.opts, l.network)
@@ -222,7 +265,7 @@ func readReady(ctx context.Context, br *bufio.Reader, name string) (*wire.Reader
 
 // run reads the stream's events and, when it ends, registers again until
 // Close or a permanent refusal.
-func (l *listener) run(st *stream) {
+func (l *Listener) run(st *stream) {
 	defer l.wg.Done()
 	backoff := l.opts.backoffMin
 	for {
@@ -294,7 +337,7 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2)
 }
 
-func (l *listener) setState(connected bool, err error, reconnected bool) {
+func (l *Listener) setState(connected bool, err error, reconnected bool) {
 	l.mu.Lock()
 	s := &l.state
 	if s.Connected != connected {
@@ -315,13 +358,13 @@ func (l *listener) setState(connected bool, err error, reconnected bool) {
 }
 
 // State returns the registration's current state.
-func (l *listener) State() ListenerState {
+func (l *Listener) State() ListenerState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state
 }
 
-func (l *listener) die(err error) {
+func (l *Listener) die(err error) {
 	l.deadErr = err
 	close(l.dead)
 }
@@ -329,7 +372,7 @@ func (l *listener) die(err error) {
 // Accept waits for and returns the next relayed connection. A failed
 // callback or a lost stream never ends Accept; only Close (net.ErrClosed)
 // or a permanent refusal to re-register does.
-func (l *listener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) {
 	select {
 	case <-l.closed:
 		return nil, l.closedErr()
@@ -351,14 +394,14 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *listener) closedErr() error {
+func (l *Listener) closedErr() error {
 	return &net.OpError{Op: "accept", Net: "relay", Addr: l.Addr(), Err: net.ErrClosed}
 }
 
 // Close ends the registration, aborts callbacks and re-registration in
 // flight, closes connections not yet accepted, and returns after every
 // goroutine of the listener has exited. It is safe to call twice.
-func (l *listener) Close() error {
+func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)
 		l.mu.Lock()
@@ -371,7 +414,7 @@ func (l *listener) Close() error {
 		for {
 			select {
 			case c := <-l.accepted:
-				c.Close()
+				closeRaw(c)
 			default:
 				return
 			}
@@ -381,13 +424,15 @@ func (l *listener) Close() error {
 }
 
 // Addr returns the name's address on the relay.
-func (l *listener) Addr() net.Addr { return Addr{Name: l.name, Relay: l.relay.host} }
+func (l *Listener) Addr() net.Addr { return Addr{Name: l.name, Relay: l.relay.host} }
 
-// Failed returns the number of callbacks that failed since Listen.
-func (l *listener) Failed() int64 { return l.failed.Load() }
+// Failed returns the number of callbacks that failed since Listen, and,
+// on an MTLS listener, of TLS handshakes that failed. Bad connect events
+// count as failed callbacks.
+func (l *Listener) Failed() int64 { return l.failed.Load() }
 
 // readEvents reads one stream's events until it ends.
-func (l *listener) readEvents(st *stream) error {
+func (l *Listener) readEvents(st *stream) error {
 	drained := false
 	for {
 		ev, err := st.sse.Next()
@@ -424,9 +469,10 @@ func (l *listener) readEvents(st *stream) error {
 
 // callback answers one connect event: a new connection to the relay, the
 // token with the registration id of the stream that carried it, the 101,
-// and the conn into the accept queue. Its failure is counted and logged,
+// the TLS handshake on an MTLS listener (holding its worker slot), and the
+// conn into the accept queue. Its failure is counted and logged,
 // never returned.
-func (l *listener) callback(ce wire.ConnectEvent, regID string) {
+func (l *Listener) callback(ce wire.ConnectEvent, regID string) {
 	defer l.wg.Done()
 	defer func() { <-l.sem }()
 	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
@@ -439,18 +485,54 @@ func (l *listener) callback(ce wire.ConnectEvent, regID string) {
 		}
 		return
 	}
+	l.deliver(c)
+}
+
+// deliver hands c to Accept, after the TLS server handshake on an MTLS
+// listener (bounded by the handshake timeout; a failure is counted and
+// dropped). It reports false when the listener closed first.
+func (l *Listener) deliver(c *Conn) bool {
+	var out net.Conn = c
+	if l.tls != nil {
+		ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
+		tc := tls.Server(c, l.tls)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			if l.ctx.Err() != nil {
+				return false
+			}
+			l.failed.Add(1)
+			l.opts.logger.Debug("mtls handshake failed", slog.String("name", l.name),
+				slog.String("client", c.RemoteAddr().String()), slog.Any("err", err))
+			return true
+		}
+		out = tc
+	}
 	select {
-	case l.accepted <- c:
+	case l.accepted <- out:
+		return true
 	case <-l.closed:
 		c.Close()
+		return false
 	}
+}
+
+// closeRaw closes an accepted conn that nobody took: its socket, without
+// a TLS close_notify that could block on a peer that reads nothing.
+func closeRaw(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	c.Close()
 }
 
 // serverConn makes one server-side connection through the relay: a new
 // connection, a callback request (accept or park) on path with the
 // registration id, and its 101, which carries the client's name and
 // address. ctx bounds it all.
-func (l *listener) serverConn(ctx context.Context, op, path, regID string) (*Conn, error) {
+func (l *Listener) serverConn(ctx context.Context, op, path, regID string) (*Conn, error) {
 	conn, err := l.relay.connect(ctx, &l.opts, l.network)
 	if err != nil {
 		return nil, err
@@ -484,7 +566,7 @@ func (c *idleConn) Read(p []byte) (int, error) {
 
 // startParking keeps opts.warmPool callbacks parked at the relay for st's
 // registration until st ends (WithWarmPool).
-func (l *listener) startParking(st *stream) {
+func (l *Listener) startParking(st *stream) {
 	for range l.opts.warmPool {
 		l.wg.Add(1)
 		go l.parker(st)
@@ -498,17 +580,14 @@ func (l *listener) startParking(st *stream) {
 // registration cap is below the pool size; 503) or a failed connection is
 // retried with the listener's backoff; an unknown registration (404) means
 // st has ended, and the next stream starts new parkers.
-func (l *listener) parker(st *stream) {
+func (l *Listener) parker(st *stream) {
 	defer l.wg.Done()
 	backoff := l.opts.backoffMin
 	for st.parkCtx.Err() == nil {
 		c, err := l.serverConn(st.parkCtx, "park", wire.PathPark+l.name, st.regID)
 		if err == nil {
 			backoff = l.opts.backoffMin
-			select {
-			case l.accepted <- c:
-			case <-l.closed:
-				c.Close()
+			if !l.deliver(c) {
 				return
 			}
 			continue

@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
-	"sync"
-	"sync/atomic"
 )
 
 // MTLS runs TLS end to end through the relay: the relay splices the bytes
@@ -100,30 +97,18 @@ func ListenMTLS(network, address string, config *tls.Config, relayURL string, op
 // blocks Accept; a failed handshake is counted and dropped. Accept returns
 // *tls.Conn values, handshake complete: ConnectionState().VerifiedChains
 // holds the client's verified chain, and NetConn() is the relayed *Conn
-// (ClientName, the client's RemoteAddr).
+// (ClientName, the client's RemoteAddr). The listener is a *Listener, as
+// ListenRelay's, with the handshake as a stage between callback and Accept.
 func (l *MTLSRelayListener) Listen(network, address string, config *tls.Config) (net.Listener, error) {
 	cfg, err := serverTLS(config)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: listen mtls %q: %w", address, err)
 	}
-	inner, err := l.rl.listen(context.Background(), network, address)
+	ln, err := l.rl.listen(context.Background(), network, address, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("endpoints: listen mtls %q: %w", address, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ml := &mtlsListener{
-		inner:  inner,
-		cfg:    cfg,
-		ctx:    ctx,
-		cancel: cancel,
-		ready:  make(chan *tls.Conn, inner.opts.acceptBacklog),
-		sem:    make(chan struct{}, inner.opts.callbackWorkers),
-		closed: make(chan struct{}),
-		dead:   make(chan struct{}),
-	}
-	ml.wg.Add(1)
-	go ml.acceptLoop()
-	return ml, nil
+	return ln, nil
 }
 
 // serverTLS checks and completes a listener's TLS config.
@@ -143,117 +128,3 @@ func serverTLS(config *tls.Config) (*tls.Config, error) {
 	}
 	return cfg, nil
 }
-
-// mtlsListener wraps a relay listener with concurrent server handshakes.
-type mtlsListener struct {
-	inner  *listener
-	cfg    *tls.Config
-	ctx    context.Context // cancelled by Close: aborts handshakes
-	cancel context.CancelFunc
-	ready  chan *tls.Conn
-	sem    chan struct{} // one slot per running handshake
-	wg     sync.WaitGroup
-
-	closeOnce sync.Once
-	closed    chan struct{}
-	dead      chan struct{} // closed by acceptLoop when inner dies
-	deadErr   error
-
-	handshakeFailed atomic.Int64
-}
-
-func (l *mtlsListener) acceptLoop() {
-	defer l.wg.Done()
-	for {
-		c, err := l.inner.Accept()
-		if err != nil {
-			l.deadErr = err
-			close(l.dead)
-			return
-		}
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.closed:
-			c.Close()
-			return
-		}
-		l.wg.Add(1)
-		go l.handshake(c)
-	}
-}
-
-func (l *mtlsListener) handshake(c net.Conn) {
-	defer l.wg.Done()
-	defer func() { <-l.sem }()
-	ctx, cancel := context.WithTimeout(l.ctx, l.inner.opts.handshake)
-	defer cancel()
-	tc := tls.Server(c, l.cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		c.Close()
-		if l.ctx.Err() == nil {
-			l.handshakeFailed.Add(1)
-			l.inner.opts.logger.Debug("mtls handshake failed", slog.String("name", l.inner.name),
-				slog.String("client", c.RemoteAddr().String()), slog.Any("err", err))
-		}
-		return
-	}
-	select {
-	case l.ready <- tc:
-	case <-l.closed:
-		c.Close()
-	}
-}
-
-// Accept returns the next connection whose TLS handshake completed. Failed
-// callbacks and handshakes never end it; Close (net.ErrClosed) or the end
-// of the registration stream does.
-func (l *mtlsListener) Accept() (net.Conn, error) {
-	select {
-	case <-l.closed:
-		return nil, l.inner.closedErr()
-	default:
-	}
-	select {
-	case c := <-l.ready:
-		return c, nil
-	case <-l.closed:
-		return nil, l.inner.closedErr()
-	case <-l.dead:
-		select {
-		case c := <-l.ready:
-			return c, nil
-		default:
-		}
-		return nil, l.deadErr
-	}
-}
-
-// Close ends the registration, aborts handshakes in flight, closes conns
-// not yet accepted, and returns after every goroutine has exited. It is
-// safe to call twice.
-func (l *mtlsListener) Close() error {
-	l.closeOnce.Do(func() {
-		close(l.closed)
-		l.cancel()
-		l.inner.Close()
-		l.wg.Wait()
-		for {
-			select {
-			case c := <-l.ready:
-				c.NetConn().Close()
-			default:
-				return
-			}
-		}
-	})
-	return nil
-}
-
-// Addr returns the name's address on the relay.
-func (l *mtlsListener) Addr() net.Addr { return l.inner.Addr() }
-
-// Failed returns the callbacks and handshakes that failed since Listen.
-func (l *mtlsListener) Failed() int64 { return l.inner.Failed() + l.handshakeFailed.Load() }
-
-// State returns the registration's current state.
-func (l *mtlsListener) State() ListenerState { return l.inner.State() }
