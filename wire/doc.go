@@ -19,6 +19,12 @@
 // Every refusal is an HTTP status with a short text/plain body, sent before
 // any switch to raw bytes.
 //
+// The framing of both ends lives here too: AppendUpgradeRequest and
+// ParseUpgradeRequest for the dial, accept and park requests,
+// AppendUpgradeResponse and ParseUpgradeResponse for the 101, and the SSE
+// writer and Reader for the registration stream, each bounded
+// (MaxUpgradeHead, MaxUpgradeLine, the SSE limits) and fuzzed.
+//
 // Protocol changelog (ProtocolVersion):
 //
 //	1: first version: listen, dial and accept routes; ready, connect and
