@@ -38,7 +38,7 @@ func status(err error) int {
 }
 
 // nextEvent returns the registration's next event or fails after 2s.
-func nextEvent(t testing.TB, reg *Registration) *Event {
+func nextEvent(t testing.TB, reg *Registration) *StreamEvent {
 	t.Helper()
 	select {
 	case ev := <-reg.Events():

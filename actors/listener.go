@@ -152,7 +152,7 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 	if warm {
 		l.warm[m.token] = ev
 	} else {
-		l.enqueue(&Event{Type: wire.EventConnect, Connect: ev})
+		l.enqueue(&StreamEvent{Type: wire.EventConnect, Connect: ev})
 	}
 	m.reply <- dialReply{pending: pd}
 }
@@ -175,7 +175,7 @@ func (l *listener) callback(ctx actor.Context, m *callbackMsg) {
 
 // enqueue adds an event without blocking. A full queue is ruled out
 // beforehand by dial, the queue's only writer.
-func (l *listener) enqueue(ev *Event) {
+func (l *listener) enqueue(ev *StreamEvent) {
 	select {
 	case l.reg.events <- ev:
 	default:

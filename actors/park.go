@@ -263,5 +263,5 @@ func (l *listener) parkFailed(ctx actor.Context, token wire.Token) {
 		return
 	}
 	ctx.Send(pid, &coldMsg{}) // before the callback, which comes through here
-	l.enqueue(&Event{Type: wire.EventConnect, Connect: ev})
+	l.enqueue(&StreamEvent{Type: wire.EventConnect, Connect: ev})
 }

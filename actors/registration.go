@@ -9,8 +9,8 @@ import (
 	"github.com/clusterlink-relay/relay/wire"
 )
 
-// Event is one SSE event queued for a registration's stream.
-type Event struct {
+// StreamEvent is one SSE event queued for a registration's stream.
+type StreamEvent struct {
 	// Type is wire.EventConnect or wire.EventDrain.
 	Type string
 	// Connect is set for connect events.
@@ -39,12 +39,12 @@ type Registration struct {
 	bytesIn  atomic.Int64 // relayed client → server
 	bytesOut atomic.Int64 // relayed server → client
 
-	events  chan *Event   // written by the listener actor only; pointers keep the preallocated queue small
-	done    chan struct{} // closed by the listener actor when it ends
-	drained chan struct{} // closed by the listener actor on drain
-	settled chan struct{} // closed by the listener actor once drained with no pending dial
-	reason  string        // the drain reason, set before drained closes
-	pid     *actor.PID    // set by the directory before the reply
+	events  chan *StreamEvent // written by the listener actor only; pointers keep the preallocated queue small
+	done    chan struct{}     // closed by the listener actor when it ends
+	drained chan struct{}     // closed by the listener actor on drain
+	settled chan struct{}     // closed by the listener actor once drained with no pending dial
+	reason  string            // the drain reason, set before drained closes
+	pid     *actor.PID        // set by the directory before the reply
 	engine  *Engine
 }
 
@@ -54,7 +54,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 		ID:         wire.NewToken(),
 		ClientAddr: clientAddr,
 		since:      time.Now(),
-		events:     make(chan *Event, e.cfg.EventQueue),
+		events:     make(chan *StreamEvent, e.cfg.EventQueue),
 		done:       make(chan struct{}),
 		drained:    make(chan struct{}),
 		settled:    make(chan struct{}),
@@ -64,7 +64,7 @@ func newRegistration(e *Engine, name, clientAddr string) *Registration {
 
 // Events returns the queue of events to write to the stream. It is
 // bounded; the listener never blocks on it.
-func (r *Registration) Events() <-chan *Event { return r.events }
+func (r *Registration) Events() <-chan *StreamEvent { return r.events }
 
 // Done is closed when the registration has ended: unregistered, or the
 // engine stopped.

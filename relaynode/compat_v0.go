@@ -284,7 +284,7 @@ func (n *Node) serveV0Listen(w *statusWriter, r *http.Request, req v0Request) {
 	defer func() { n.v0.dropKeys(v1Keys) }()
 	bb := eventPool.Get()
 	defer eventPool.Put(bb)
-	writeEvent := func(ev *actors.Event) error {
+	writeEvent := func(ev *actors.StreamEvent) error {
 		if ev.Type != wire.EventConnect {
 			return nil // v0 has no other event
 		}

@@ -88,7 +88,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	if err := write(bb.B); err != nil {
 		return
 	}
-	writeEvent := func(ev *actors.Event) error {
+	writeEvent := func(ev *actors.StreamEvent) error {
 		var err error
 		if ev.Type == wire.EventConnect {
 			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Connect)
@@ -116,7 +116,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 				err = writeEvent(<-reg.Events())
 			}
 			if err == nil {
-				err = writeEvent(&actors.Event{Type: wire.EventDrain, Drain: wire.DrainEvent{Reason: reg.DrainReason()}})
+				err = writeEvent(&actors.StreamEvent{Type: wire.EventDrain, Drain: wire.DrainEvent{Reason: reg.DrainReason()}})
 			}
 			if err == nil {
 				// Keep the registration until its pending dials settle:

@@ -131,7 +131,7 @@ func (d *demo) startRelay() error {
 	d.node, d.relayAddr = node, ln.Addr().String()
 	d.served = make(chan error, 1)
 	go func() { d.served <- node.Serve(ln) }()
-	d.printf("relay: node %s serving on %s (%v)", node.Engine().NodeID(), d.relayAddr, us(time.Since(start)))
+	d.printf("relay: node %s serving on %s (%v)", node.Stats().NodeID, d.relayAddr, us(time.Since(start)))
 	return nil
 }
 
@@ -314,7 +314,7 @@ func (d *demo) shutdown() error {
 		if err := <-d.served; !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, fmt.Errorf("relay serve: %w", err))
 		}
-		st := d.node.Engine().Stats()
+		st := d.node.Stats()
 		d.printf("shutdown: relay drained and stopped (%v)", us(time.Since(start)))
 		d.printf("relay stats: %d pairs spliced, %d bytes to servers, %d bytes to clients, %d pairings failed",
 			st.Spliced, st.BytesToServer, st.BytesToClient, st.PairingsFailed)

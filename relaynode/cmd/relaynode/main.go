@@ -161,7 +161,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if cfg.TLSCertFile != "" {
 		scheme = "https"
 	}
-	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("node", node.Engine().NodeID()))
+	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("node", node.Stats().NodeID))
 	if cfg.TLSCertFile == "" && !isLoopback(ln.Addr()) {
 		log.Warn("serving plain HTTP on a non-loopback address: names and tokens cross the network in clear; use -tls-cert and -tls-key")
 	}
