@@ -132,19 +132,6 @@ func (c *cache) remove(name, node, reg string) {
 	}
 }
 
-func (c *cache) has(name, node, reg string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e := c.names[name]; e != nil {
-		for _, m := range e.members {
-			if m.Node == node && m.Registration == reg {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // find returns the member of name whose registration id is reg, on any
 // node.
 func (c *cache) find(name, reg string) (Member, bool) {

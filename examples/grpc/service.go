@@ -93,7 +93,7 @@ func newServer(opts ...grpc.ServerOption) *grpc.Server {
 func say(ctx context.Context, cc *grpc.ClientConn, msg string) (string, error) {
 	in, out := []byte(msg), []byte(nil)
 	if err := cc.Invoke(ctx, "/"+serviceName+"/Say", &in, &out, grpc.ForceCodec(rawCodec{})); err != nil {
-		return "", fmt.Errorf("Say: %w", err)
+		return "", fmt.Errorf("grpc example: Say: %w", err)
 	}
 	return string(out), nil
 }
@@ -103,26 +103,26 @@ func chat(ctx context.Context, cc *grpc.ClientConn, msgs []string) ([]string, er
 	desc := &serviceDesc.Streams[0]
 	st, err := cc.NewStream(ctx, desc, "/"+serviceName+"/Chat", grpc.ForceCodec(rawCodec{}))
 	if err != nil {
-		return nil, fmt.Errorf("Chat: %w", err)
+		return nil, fmt.Errorf("grpc example: Chat: %w", err)
 	}
 	var replies []string
 	for _, m := range msgs {
 		in := []byte(m)
 		if err := st.SendMsg(&in); err != nil {
-			return replies, fmt.Errorf("Chat: send: %w", err)
+			return replies, fmt.Errorf("grpc example: Chat: send: %w", err)
 		}
 		var out []byte
 		if err := st.RecvMsg(&out); err != nil {
-			return replies, fmt.Errorf("Chat: receive: %w", err)
+			return replies, fmt.Errorf("grpc example: Chat: receive: %w", err)
 		}
 		replies = append(replies, string(out))
 	}
 	if err := st.CloseSend(); err != nil {
-		return replies, fmt.Errorf("Chat: close: %w", err)
+		return replies, fmt.Errorf("grpc example: Chat: close: %w", err)
 	}
 	var extra []byte
 	if err := st.RecvMsg(&extra); !errors.Is(err, io.EOF) {
-		return replies, fmt.Errorf("Chat: end of stream: %v, want EOF", err)
+		return replies, fmt.Errorf("grpc example: Chat: end of stream: %v, want EOF", err)
 	}
 	return replies, nil
 }

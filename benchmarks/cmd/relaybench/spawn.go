@@ -48,7 +48,6 @@ type spawnRun struct {
 	prog    *progress
 	targets map[string]target // by -targets name; "cold sink" etc. for bulk
 	relay   *relayHandle
-	pids    map[string]int // "relay", "proxy", "servers"
 }
 
 // spawnIdle is one path's held-connection cost, read from /proc of the
