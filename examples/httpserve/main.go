@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/examples/internal/echo"
 )
 
 // main parses the flags and serves, or with -get fetches.
@@ -65,7 +66,7 @@ type clientNameKey struct{}
 // SIGTERM.
 func serve(relay, name string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ln, err := endpoints.ListenRelay("tcp", name, relay)
+	ln, err := endpoints.ListenRelay("tcp", name, relay, echo.LogState(log)) // a line per re-registration
 	if err != nil {
 		return err
 	}

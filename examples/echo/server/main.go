@@ -42,7 +42,7 @@ func main() {
 // run registers name on relay and echoes every connection until SIGINT
 // or SIGTERM.
 func run(log *slog.Logger, relay, name string) error {
-	ln, err := endpoints.ListenRelay("tcp", name, relay)
+	ln, err := endpoints.ListenRelay("tcp", name, relay, echo.LogState(log)) // a line per re-registration
 	if err != nil {
 		return err
 	}

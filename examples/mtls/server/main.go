@@ -68,7 +68,8 @@ func run(log *slog.Logger, relay, name, certs, relayCA string) error {
 	// ClientAuth left zero: ListenMTLS makes it RequireAndVerifyClientCert.
 	cfg := &tls.Config{Certificates: []tls.Certificate{files.Cert}, ClientCAs: files.CAs}
 	ln, err := endpoints.ListenMTLS("tcp", name, cfg, relay,
-		endpoints.WithRelayTLS(&tls.Config{RootCAs: files.RelayCAs})) // used for https:// only
+		endpoints.WithRelayTLS(&tls.Config{RootCAs: files.RelayCAs}), // used for https:// only
+		echo.LogState(log)) // a line per re-registration
 	if err != nil {
 		return err
 	}
