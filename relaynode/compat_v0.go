@@ -163,21 +163,21 @@ func (n *Node) serveV0(w *statusWriter, r *http.Request) bool {
 }
 
 // countV0 records one answered v0 request in the node's counters: dials in
-// relay_dials_total by outcome, refusals by route.
+// relay_dials_total and relay_v0_dials_total by outcome, refusals by route.
 func (n *Node) countV0(route string, w *statusWriter) {
 	status := w.status
 	if route == "v0_clientconn" {
 		switch status {
 		case http.StatusOK:
-			n.counters.dial(outcomeSpliced)
+			n.counters.dialV0(outcomeSpliced)
 		case http.StatusGatewayTimeout:
-			n.counters.dial(outcomeTimeout)
+			n.counters.dialV0(outcomeTimeout)
 		case http.StatusNotFound:
-			n.counters.dial(outcomeUnknownName)
+			n.counters.dialV0(outcomeUnknownName)
 		case 0, statusClientGone:
-			n.counters.dial(outcomeCancelled)
+			n.counters.dialV0(outcomeCancelled)
 		default:
-			n.counters.dial(outcomeRefused)
+			n.counters.dialV0(outcomeRefused)
 		}
 		if status == http.StatusOK {
 			n.v0.dialsOK.Add(1)

@@ -720,6 +720,8 @@ func TestCompatV0Metrics(t *testing.T) {
 	for series, want := range map[string]float64{
 		`relay_dials_total{outcome="spliced"}`:                                                        3,
 		`relay_dials_total{outcome="unknown_name"}`:                                                   1,
+		`relay_v0_dials_total{outcome="spliced"}`:                                                     3,
+		`relay_v0_dials_total{outcome="unknown_name"}`:                                                1,
 		`relay_refusals_total{reason="unknown server",route="v0_clientconn",status="404"}`:            1,
 		`relay_refusals_total{reason="no dial for this pair",route="v0_servercallback",status="404"}`: 1,
 	} {

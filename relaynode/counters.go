@@ -30,7 +30,8 @@ type refusalKey struct {
 
 // counters are the node's own counts, beside the engine's.
 type counters struct {
-	dials [5]atomic.Int64 // by outcomes index
+	dials   [5]atomic.Int64 // by outcomes index, both wires
+	v0Dials [5]atomic.Int64 // by outcomes index, the v0 wire's share of dials
 
 	mu       sync.Mutex // guards refusals
 	refusals map[refusalKey]int64
@@ -40,6 +41,18 @@ func (c *counters) dial(outcome string) {
 	for i, o := range outcomes {
 		if o == outcome {
 			c.dials[i].Add(1)
+			return
+		}
+	}
+}
+
+// dialV0 records a v0 dial: in relay_dials_total, as every dial, and in
+// relay_v0_dials_total.
+func (c *counters) dialV0(outcome string) {
+	for i, o := range outcomes {
+		if o == outcome {
+			c.dials[i].Add(1)
+			c.v0Dials[i].Add(1)
 			return
 		}
 	}
@@ -82,6 +95,14 @@ func (c *counters) dialCounts() map[string]int64 {
 	m := make(map[string]int64, len(outcomes))
 	for i, o := range outcomes {
 		m[o] = c.dials[i].Load()
+	}
+	return m
+}
+
+func (c *counters) v0DialCounts() map[string]int64 {
+	m := make(map[string]int64, len(outcomes))
+	for i, o := range outcomes {
+		m[o] = c.v0Dials[i].Load()
 	}
 	return m
 }

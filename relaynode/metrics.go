@@ -17,7 +17,7 @@ type collector struct {
 	perName bool
 
 	registrations, names, pending, pairs   *prometheus.Desc
-	bytes, dials, refusals                 *prometheus.Desc
+	bytes, dials, v0Dials, refusals        *prometheus.Desc
 	splice                                 *prometheus.Desc
 	queueMax, queued, queueByName          *prometheus.Desc
 	actorsLive, actorMessages, actorQueued *prometheus.Desc
@@ -38,6 +38,7 @@ func newCollector(n *Node, perName bool) *collector {
 		pairs:         d("relay_pairs", "Live spliced pairs."),
 		bytes:         d("relay_relayed_bytes_total", "Bytes relayed, by direction.", "direction"),
 		dials:         d("relay_dials_total", "Dials answered, by outcome.", "outcome"),
+		v0Dials:       d("relay_v0_dials_total", "Dials on the v0 wire (-compat-v0), by outcome; also counted in relay_dials_total.", "outcome"),
 		refusals:      d("relay_refusals_total", "Requests refused, by route, status and reason.", "route", "status", "reason"),
 		splice:        d("relay_dial_splice_seconds", "Time from a dial reaching its registration to the start of its pair.", "path"),
 		queueMax:      d("relay_sse_queue_depth_max", "Deepest SSE event queue over all registrations."),
@@ -52,7 +53,7 @@ func newCollector(n *Node, perName bool) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.refusals,
+	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.v0Dials, c.refusals,
 		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked} {
 		ch <- d
 	}
@@ -74,6 +75,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytes, float64(st.BytesToClient), "to_client")
 	for o, v := range c.n.counters.dialCounts() {
 		counter(c.dials, float64(v), o)
+	}
+	if c.n.cfg.CompatV0 {
+		for o, v := range c.n.counters.v0DialCounts() {
+			counter(c.v0Dials, float64(v), o)
+		}
 	}
 	for _, r := range c.n.counters.refusalList() {
 		counter(c.refusals, float64(r.Count), r.Route, strconv.Itoa(r.Status), r.Reason)
