@@ -355,16 +355,16 @@ func waitDial(t testing.TB, ch <-chan dialResult, timeout time.Duration) dialRes
 
 // liveActors returns the engine's live count of kind k.
 func liveActors(r *relaytest.Relay, k actors.Kind) int64 {
-	return r.Node.Engine().Stats().Kinds[k].Live
+	return r.Node.Stats().Actors.Kinds[k].Live
 }
 
 // waitEngineIdle waits until the relay has no pending dial and no pair.
 func waitEngineIdle(t testing.TB, r *relaytest.Relay, timeout time.Duration) {
 	t.Helper()
 	relaytest.Eventually(t, timeout, func() bool {
-		s := r.Node.Engine().Stats()
+		s := r.Node.Stats().Actors
 		return s.Kinds[actors.KindPending].Live == 0 && s.Kinds[actors.KindPair].Live == 0
-	}, fmt.Sprintf("engine not idle: %+v", r.Node.Engine().Stats().Kinds))
+	}, fmt.Sprintf("engine not idle: %+v", r.Node.Stats().Actors.Kinds))
 }
 
 // randomBytes returns n bytes of a ChaCha8 stream seeded with seed.

@@ -171,7 +171,7 @@ func testConcurrentPairs(t *testing.T, tr transport) {
 	waitEngineIdle(t, r, 30*time.Second)
 	relaytest.Eventually(t, 30*time.Second, func() bool { return runtime.NumGoroutine() <= baseGoroutines },
 		fmt.Sprintf("goroutines: %d, baseline %d", runtime.NumGoroutine(), baseGoroutines))
-	st := r.Node.Engine().Stats()
+	st := r.Node.Stats().Actors
 	if st.Spliced != int64(n) {
 		t.Errorf("relay spliced %d pairs, want %d", st.Spliced, n)
 	}
@@ -470,7 +470,7 @@ func testSequentialDials(t *testing.T, tr transport) {
 	if got := liveActors(r, actors.KindPending); got != 0 {
 		t.Errorf("pending live %d, want 0", got)
 	}
-	if got := r.Node.Engine().Stats().Spliced; got != int64(n) {
+	if got := r.Node.Stats().Actors.Spliced; got != int64(n) {
 		t.Errorf("relay spliced %d pairs, want %d", got, n)
 	}
 	if f := ln.(failedCounter).Failed(); f != 0 {

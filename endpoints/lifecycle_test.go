@@ -72,7 +72,7 @@ func TestDialCancelled(t *testing.T) {
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("dial with a cancelled context: %v, want context.Canceled", err)
 			}
-			if got := r.Node.Engine().Stats().Kinds[actors.KindPending].Processed; got != 0 {
+			if got := r.Node.Stats().Actors.Kinds[actors.KindPending].Processed; got != 0 {
 				t.Errorf("the relay saw a pending dial (%d messages)", got)
 			}
 		})

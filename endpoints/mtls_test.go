@@ -149,10 +149,10 @@ func testRelayNeverSeesPlaintext(t *testing.T, tr transport, markerVisible, meta
 	// is a close_notify record, not a FIN, so the pair ends with Close.
 	c.Close()
 	relaytest.Eventually(t, ioTimeout, func() bool {
-		st := r.Node.Engine().Stats()
+		st := r.Node.Stats().Actors
 		return st.BytesToClient >= size && st.BytesToServer >= size
 	}, fmt.Sprintf("the relay counted fewer bytes than the payload each way: %d to the server, %d to the client",
-		r.Node.Engine().Stats().BytesToServer, r.Node.Engine().Stats().BytesToClient))
+		r.Node.Stats().Actors.BytesToServer, r.Node.Stats().Actors.BytesToClient))
 }
 
 // TestMTLSBadClientCert checks that a client with a certificate from

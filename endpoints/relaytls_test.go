@@ -62,7 +62,7 @@ func TestRelayTLSVerify(t *testing.T) {
 		})
 	}
 	// The relay saw no request: nothing got past the handshake.
-	k := r.Node.Engine().Stats().Kinds
+	k := r.Node.Stats().Actors.Kinds
 	if k[actors.KindListener].Processed+k[actors.KindPending].Processed != 0 {
 		t.Errorf("the relay's listener and pending actors processed messages: %+v", k)
 	}

@@ -93,7 +93,7 @@ func TestRandomTokens(t *testing.T) {
 	if statuses[http.StatusNotFound] != n || len(statuses) != 1 {
 		t.Fatalf("random-token callbacks answered %v, want %d × 404", statuses, n)
 	}
-	if got := r.Node.Engine().Stats().Spliced; got != 0 {
+	if got := r.Node.Stats().Actors.Spliced; got != 0 {
 		t.Fatalf("relay spliced %d pairs during the flood, want 0", got)
 	}
 	select {
@@ -169,7 +169,7 @@ func TestTokenReplay(t *testing.T) {
 		t.Fatalf("dial: %v", dr.err)
 	}
 	checkRawPair(t, dr.c, winner.conn, winner.br)
-	if got := r.Node.Engine().Stats().Spliced; got != 1 {
+	if got := r.Node.Stats().Actors.Spliced; got != 1 {
 		t.Errorf("relay spliced %d pairs, want 1", got)
 	}
 }
@@ -190,7 +190,7 @@ func TestForeignToken(t *testing.T) {
 	if status != http.StatusForbidden {
 		t.Fatalf("A's token with B's registration: status %d, want 403", status)
 	}
-	if got := r.Node.Engine().Stats().ForeignToken; got != 1 {
+	if got := r.Node.Stats().Actors.ForeignToken; got != 1 {
 		t.Errorf("relay counted %d foreign tokens, want 1", got)
 	}
 	status, sconn, sbr := rawAccept(t, r.Addr, ce.Token, a.regID, nil)
@@ -238,7 +238,7 @@ func TestLateCallback(t *testing.T) {
 	if status != http.StatusGone && status != http.StatusNotFound {
 		t.Errorf("late callback: status %d, want 410 or 404", status)
 	}
-	if got := r.Node.Engine().Stats().Expired; got != 1 {
+	if got := r.Node.Stats().Actors.Expired; got != 1 {
 		t.Errorf("relay counted %d expired dials, want 1", got)
 	}
 	relaytest.Eventually(t, 5*time.Second, func() bool { return liveActors(r, actors.KindPending) == 0 },

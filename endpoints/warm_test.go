@@ -17,13 +17,13 @@ import (
 // waitParked waits until the relay holds n parked callbacks.
 func waitParked(t testing.TB, node *relaynode.Node, n int64) {
 	t.Helper()
-	relaytest.Eventually(t, 5*time.Second, func() bool { return node.Engine().Parked() == n },
+	relaytest.Eventually(t, 5*time.Second, func() bool { return node.Stats().Parked == n },
 		"parked callbacks never reached the expected count")
 }
 
 // splices returns the relay's count of warm and cold splices.
 func splices(node *relaynode.Node) (warm, cold uint64) {
-	st := node.Engine().Stats()
+	st := node.Stats().Actors
 	for _, c := range st.SpliceLatencyWarm.Counts {
 		warm += c
 	}
@@ -123,7 +123,7 @@ func TestWarmPoolCapped(t *testing.T) {
 		c.Close()
 	}
 	waitParked(t, r.Node, 2)
-	if got := r.Node.Engine().Parked(); got > 2 {
+	if got := r.Node.Stats().Parked; got > 2 {
 		t.Fatalf("parked %d over the relay's cap 2", got)
 	}
 	ln.Close()

@@ -170,7 +170,7 @@ func TestDialAuth(t *testing.T) {
 	if err := echoOnce(t, r.Addr, "private-db", endpoints.WithDialToken("guess")); relayStatus(err) != http.StatusForbidden {
 		t.Fatalf("dial with wrong token: %v, want 403", err)
 	}
-	if n.Accepted() != 0 || r.Node.Engine().Stats().Kinds[actors.KindPending].Processed != 0 {
+	if n.Accepted() != 0 || r.Node.Stats().Actors.Kinds[actors.KindPending].Processed != 0 {
 		t.Fatalf("refused dials reached the server: %d accepted", n.Accepted())
 	}
 	if err := echoOnce(t, r.Addr, "private-db", endpoints.WithDialToken("letmein")); err != nil {

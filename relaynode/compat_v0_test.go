@@ -170,7 +170,7 @@ func TestCompatV0EchoByteExact(t *testing.T) {
 	defer c.Close()
 	// "HTTP/1.1 200 OK" (checked by the client), one header, no
 	// Transfer-Encoding.
-	if len(c.Header) != 1 || c.Header.Get("Relay-Node") != r.Node.Engine().NodeID() {
+	if len(c.Header) != 1 || c.Header.Get("Relay-Node") != r.Node.Stats().NodeID {
 		t.Errorf("200 header %v, want only Relay-Node", c.Header)
 	}
 	echoV0(t, c, randomBytes(256<<10))
@@ -495,7 +495,7 @@ func TestCompatV0Limits(t *testing.T) {
 	if n >= 8<<20 {
 		t.Errorf("pair relayed %d bytes past its 64 KiB limit", n)
 	}
-	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.Engine().Stats().PairsMaxBytes == 1 }, "pair cut by bytes")
+	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.Stats().Actors.PairsMaxBytes == 1 }, "pair cut by bytes")
 
 	s, err := v0wire.Register(r.Addr, "quiet", v0Bound)
 	if err != nil {
@@ -551,7 +551,7 @@ func TestCompatV0Drain(t *testing.T) {
 	// Shutdown waits for pending dials, then for pairs: a pairing whose
 	// second side has not yet offered its conn is neither (so the test
 	// waits for the pair to start, as it would for a v1 pair).
-	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.Engine().Live(actors.KindPair) == 1 }, "pair started")
+	relaytest.Eventually(t, v0Bound, func() bool { return r.Node.Stats().Actors.Kinds[actors.KindPair].Live == 1 }, "pair started")
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), v0Bound)

@@ -56,7 +56,7 @@ func TestDialRateLimit(t *testing.T) {
 // name clears the entry.
 func TestNegativeCache(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{NegativeCacheTTL: time.Minute})
-	dir := func() int64 { return r.Node.Engine().Stats().Kinds[actors.KindDirectory].Processed }
+	dir := func() int64 { return r.Node.Stats().Actors.Kinds[actors.KindDirectory].Processed }
 	if _, err := endpoints.DialTCP("tcp", "late", r.Addr, ""); relayStatus(err) != http.StatusNotFound {
 		t.Fatalf("first dial: %v", err)
 	}

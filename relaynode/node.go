@@ -89,11 +89,6 @@ func New(cfg Config) (*Node, error) {
 // file and no client certificates.
 func (n *Node) OpenMode() bool { return !n.authMode() }
 
-// Engine returns the node's actor engine, for tools that read its
-// per-kind mailbox figures. Stats is the node's own view and is what most
-// callers want.
-func (n *Node) Engine() *actors.Engine { return n.engine }
-
 // Stats is a snapshot of a node's live counts and engine counters.
 type Stats struct {
 	// NodeID is the id announced in ready events.
@@ -123,6 +118,11 @@ type Stats struct {
 	// BytesToServer and BytesToClient count relayed bytes each way.
 	BytesToServer int64
 	BytesToClient int64
+	// Actors is the engine's whole snapshot, for tools and tests: each
+	// actor kind's live count, messages processed and mailbox depth, and
+	// the splice latency histograms. A copy: reading it reaches nothing
+	// inside the node.
+	Actors actors.Stats
 }
 
 // Stats returns a snapshot of the node's counters. It takes no lock and
@@ -145,6 +145,7 @@ func (n *Node) Stats() Stats {
 		PairsMaxBytes:    st.PairsMaxBytes,
 		BytesToServer:    st.BytesToServer,
 		BytesToClient:    st.BytesToClient,
+		Actors:           st,
 	}
 }
 

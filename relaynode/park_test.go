@@ -1,6 +1,7 @@
 package relaynode_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -169,19 +170,28 @@ func TestParkEnds(t *testing.T) {
 	_ = stream
 }
 
-// TestParkDrain checks that a drain answers parks 503 and refuses new ones.
+// TestParkDrain checks that a drain answers parked callbacks 503 and that
+// the shutting-down relay takes no new connection.
 func TestParkDrain(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{})
 	_, _, regID := readyStream(t, r.Addr, "svc")
 	p := park(t, r.Addr, "svc", regID)
 	waitParked(t, r, 1)
-	r.Node.Engine().Drain("test")
+	// Shutdown drains first; it then waits for the registration, which
+	// this test holds open, until the test ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	shut := make(chan error, 1)
+	go func() { shut <- r.Node.Shutdown(ctx) }()
+	t.Cleanup(func() { cancel(); <-shut })
 	if a := p.answer(t, 5*time.Second); a.Status != http.StatusServiceUnavailable || !strings.Contains(a.Reason, "draining") {
 		t.Fatalf("park at drain: %d %q, want 503 draining", a.Status, a.Reason)
 	}
-	a := park(t, r.Addr, "svc", regID).answer(t, 5*time.Second)
-	if a.Status != http.StatusServiceUnavailable {
-		t.Fatalf("park while draining: %d, want 503", a.Status)
+	// Shutdown has closed the listener: a new park cannot even connect.
+	// (A park that reaches a draining engine is refused 503: actors'
+	// TestParkedFailWhileDraining.)
+	if c, err := net.DialTimeout("tcp", r.Addr, 5*time.Second); err == nil {
+		c.Close()
+		t.Fatal("connected to a relay that is shutting down")
 	}
 	waitParked(t, r, 0)
 }
@@ -226,7 +236,7 @@ func TestParkWarmDial(t *testing.T) {
 	if _, err := io.ReadFull(client.R, got); err != nil || string(got) != "hello" {
 		t.Fatalf("client read %q, %v", got, err)
 	}
-	st := r.Node.Engine().Stats()
+	st := r.Node.Stats().Actors
 	if w, c := total(st.SpliceLatencyWarm.Counts), total(st.SpliceLatency.Counts); w != 1 || c != 0 {
 		t.Fatalf("splices warm %d cold %d, want 1 and 0", w, c)
 	}

@@ -89,7 +89,7 @@ func (r *relayHandle) live(k actors.Kind) int64 {
 	if r.node == nil {
 		return -1
 	}
-	return r.node.Engine().Live(k)
+	return r.node.Stats().Actors.Kinds[k].Live
 }
 
 // close closes an in-process relay and waits for its Serve to return.
@@ -110,7 +110,7 @@ func (r *relayHandle) close() error {
 func (r *relayHandle) warmSplices(ctx context.Context) int64 {
 	if r.node != nil {
 		var n uint64
-		for _, c := range r.node.Engine().Stats().SpliceLatencyWarm.Counts {
+		for _, c := range r.node.Stats().Actors.SpliceLatencyWarm.Counts {
 			n += c
 		}
 		return int64(n)
