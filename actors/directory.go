@@ -3,6 +3,7 @@ package actors
 import (
 	"crypto/subtle"
 	"log/slog"
+	"slices"
 
 	"github.com/asynkron/protoactor-go/actor"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -102,6 +103,16 @@ func (d *directory) member(g *group, id wire.Token) *actor.PID {
 	return nil
 }
 
+// allYield reports whether every member of g yields its name.
+func (d *directory) allYield(g *group) bool {
+	for _, pid := range g.members {
+		if r := d.regs[pid.Id]; r == nil || !r.yields {
+			return false
+		}
+	}
+	return len(g.members) > 0
+}
+
 // leave removes pid from name's group, and the group once it is empty.
 func (d *directory) leave(name string, pid *actor.PID) {
 	g := d.names[name]
@@ -135,6 +146,11 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 			// The holder proved it is the old registration: end it now.
 			d.unregister(ctx, old)
 			d.engine.stats.replaced.Add(1)
+		case req.Authenticated && d.allYield(g):
+			// Takes the name over from registrations that yield it.
+			for _, pid := range slices.Clone(g.members) {
+				d.unregister(ctx, pid)
+			}
 		case req.Authenticated:
 			// Joins the group.
 		default:
@@ -142,7 +158,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 			return
 		}
 	}
-	reg := newRegistration(d.engine, req.Name, req.ClientAddr)
+	reg := newRegistration(d.engine, req.Name, req.ClientAddr, req.Yields)
 	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
 		actor.WithMailbox(d.engine.cfg.Mailboxes.Listener.producer(d.engine.stats.mailbox(kindListener))),
 		actor.WithSupervisor(stopOnPanic))

@@ -158,6 +158,12 @@ type RegisterRequest struct {
 	// and dials are spread over the members round robin; an
 	// unauthenticated one gets 409.
 	Authenticated bool
+	// Yields marks a registration that gives its name up to an
+	// authenticated one: when every member of a live name yields, an
+	// authenticated registration of it ends them all and holds the name
+	// alone, in one step of the directory, so that no other registration
+	// can slip in between. The v0 wire's registrations yield.
+	Yields bool
 }
 
 // Register registers a name. It fails with a *Refusal: 409 if the name is

@@ -276,3 +276,60 @@ func TestSpliceLatencyObserved(t *testing.T) {
 		t.Fatalf("histogram = %d observations, sum %v; want 1 and a short positive sum", n, h.Sum)
 	}
 }
+
+// TestYieldingTakeover checks RegisterRequest.Yields: an authenticated
+// registration ends members that all yield and holds the name alone; an
+// unauthenticated one still gets 409; and a group with one member that
+// does not yield is joined, as before.
+func TestYieldingTakeover(t *testing.T) {
+	e := newEngine(t, Config{})
+	ctx := context.Background()
+	y1, err := e.Register(ctx, RegisterRequest{Name: "old", ClientAddr: "a", Yields: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Name: "old", ClientAddr: "b"}); status(err) != http.StatusConflict {
+		t.Fatalf("unauthenticated register of a yielding name: %v, want 409", err)
+	}
+	auth, err := e.Register(ctx, RegisterRequest{Name: "old", ClientAddr: "c", Authenticated: true})
+	if err != nil {
+		t.Fatalf("authenticated takeover: %v", err)
+	}
+	select {
+	case <-y1.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the yielding registration did not end within 5s")
+	}
+	// The name is the new registration's alone: every dial reaches it.
+	for i := range 3 {
+		pd, err := e.Dial(ctx, "old", "", "x")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		if ev := nextEvent(t, auth); ev.Connect.Token != pd.Token.String() {
+			t.Fatalf("dial %d: event token %q, want %q", i, ev.Connect.Token, pd.Token)
+		}
+		pd.Cancel()
+	}
+	if infos, err := e.Registrations(ctx); err != nil || len(infos) != 1 {
+		t.Fatalf("registrations %v, %v; want 1", infos, err)
+	}
+
+	// A member that does not yield keeps the group: the authenticated
+	// registration joins it.
+	if _, err := e.Register(ctx, RegisterRequest{Name: "mixed", ClientAddr: "a", Yields: true}); err != nil {
+		t.Fatal(err)
+	}
+	keep, err := e.Register(ctx, RegisterRequest{Name: "mixed", ClientAddr: "b", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Name: "mixed", ClientAddr: "c", Authenticated: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-keep.Done():
+		t.Fatal("a registration that does not yield was ended")
+	case <-time.After(100 * time.Millisecond):
+	}
+}

@@ -23,6 +23,7 @@ type StreamEvent struct {
 // handler sees it. The handler writes Events to the stream until Done is
 // closed, and calls Close when the stream ends.
 type Registration struct {
+	yields bool // RegisterRequest.Yields: an authenticated registration takes the name over
 	// Name is the registered name.
 	Name string
 	// ID is the registration's secret id, announced in the ready event and
@@ -48,8 +49,9 @@ type Registration struct {
 	engine  *Engine
 }
 
-func newRegistration(e *Engine, name, clientAddr string) *Registration {
+func newRegistration(e *Engine, name, clientAddr string, yields bool) *Registration {
 	return &Registration{
+		yields:     yields,
 		Name:       name,
 		ID:         wire.NewToken(),
 		ClientAddr: clientAddr,

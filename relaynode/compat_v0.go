@@ -257,7 +257,7 @@ func (n *Node) serveV0Listen(w *statusWriter, r *http.Request, req v0Request) {
 		return
 	}
 	defer n.edge.releaseRegistration(key)
-	reg, err := n.engine.Register(r.Context(), actors.RegisterRequest{Name: name, ClientAddr: addr})
+	reg, err := n.engine.Register(r.Context(), actors.RegisterRequest{Name: name, ClientAddr: addr, Yields: true})
 	if err != nil {
 		n.log.Debug("v0 register refused", slog.String("name", name), slog.String("remote", r.RemoteAddr), slog.Any("err", err))
 		refuseErr(w, err)
