@@ -465,36 +465,15 @@ func sameIP(a, b string) bool {
 	return err1 == nil && err2 == nil && pa.Addr().Unmap() == pb.Addr().Unmap()
 }
 
-// spliceV0 hijacks the connection, answers "HTTP/1.1 200 OK" and offers
-// the connection, with the bytes behind the request, to the pairing: the
-// engine's splice path, limits and drain from here on.
+// spliceV0 answers "HTTP/1.1 200 OK" and hands the connection over to
+// the pairing, as a v1 101 does: the engine's splice path, limits and
+// drain from here on.
 func (n *Node) spliceV0(w *statusWriter, p *actors.Pairing, side actors.Side) {
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		p.Abort(side)
-		refuse(w, http.StatusInternalServerError, "cannot hijack this connection")
-		return
-	}
-	b := make([]byte, 0, 128)
-	b = append(b, "HTTP/1.1 200 OK\r\n"...)
-	b = appendHeader(b, wire.HeaderNode, n.engine.NodeID())
-	b = append(b, "\r\n"...)
-	w.status = http.StatusOK
-	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
-	_, err = conn.Write(b)
-	_ = conn.SetDeadline(time.Time{})
-	if err != nil {
-		conn.Close()
-		p.Abort(side)
-		return
-	}
-	var head []byte
-	if k := brw.Reader.Buffered(); k > 0 {
-		head = make([]byte, k)
-		_, _ = brw.Reader.Read(head)
-	}
-	p.Offer(side, conn, head)
-	keepAlive(conn)
+	answer := make([]byte, 0, 128)
+	answer = append(answer, "HTTP/1.1 200 OK\r\n"...)
+	answer = appendHeader(answer, wire.HeaderNode, n.engine.NodeID())
+	answer = append(answer, "\r\n"...)
+	n.handOver(w, p, side, answer, http.StatusOK)
 }
 
 // v0Takeover ends the v0 registration of the name a v1 registration asks

@@ -395,24 +395,33 @@ func appendHeader(b []byte, key, value string) []byte {
 // The server's 101 names the client (Relay-Client-Name and
 // Relay-Client-Addr, when known).
 func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Side) {
+	var answer []byte
+	if side == actors.Server {
+		answer = wire.AppendUpgradeResponse(make([]byte, 0, 256), n.engine.NodeID(),
+			wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr)
+	} else {
+		answer = wire.AppendUpgradeResponse(make([]byte, 0, 256), n.engine.NodeID())
+	}
+	n.handOver(w, p, side, answer, http.StatusSwitchingProtocols)
+}
+
+// handOver is the switch to raw bytes of both wires: it hijacks the
+// request's connection, writes answer (the 101, or v0's 200) under
+// UpgradeWriteTimeout, and offers the connection, with the bytes that
+// came behind the request, to the pairing. status is what the node's
+// counters record for the request.
+func (n *Node) handOver(w http.ResponseWriter, p *actors.Pairing, side actors.Side, answer []byte, status int) {
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		p.Abort(side)
 		refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
 		return
 	}
-	b := make([]byte, 0, 256)
-	if side == actors.Server {
-		b = wire.AppendUpgradeResponse(b, n.engine.NodeID(),
-			wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr)
-	} else {
-		b = wire.AppendUpgradeResponse(b, n.engine.NodeID())
-	}
 	if sw, ok := w.(*statusWriter); ok {
-		sw.status = http.StatusSwitchingProtocols
+		sw.status = status
 	}
 	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
-	_, err = conn.Write(b)
+	_, err = conn.Write(answer)
 	_ = conn.SetDeadline(time.Time{})
 	if err != nil {
 		conn.Close()

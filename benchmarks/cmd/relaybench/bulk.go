@@ -39,45 +39,65 @@ func (b *bench) runBulk(ctx context.Context) error {
 		{targetProxy, tcpDialer(b.proxySink.addr())},
 		{targetRelay, relayDialer(b.dialer, b.name("sink"))},
 	}
-	chunk := make([]byte, bulkChunk)
-	for i := range chunk {
-		chunk[i] = byte(i * 7)
-	}
+	chunk := bulkPattern()
 	for _, streams := range bulkStreams {
-		per := b.sz.bulkBytes / int64(streams)
-		runs := make([]bulkRun, len(targets))
-		for i, t := range targets {
-			runs[i] = bulkRun{Target: t.name, Streams: streams, BytesPerStream: per}
+		runs, err := bulkRuns(ctx, b.prog, targets, streams, b.sz.bulkBytes, b.sz.bulkReps, chunk)
+		if err != nil {
+			return err
 		}
-		for rep := range b.sz.bulkReps {
-			for i, t := range targets {
-				label := fmt.Sprintf("bulk: %s, %d×%s, run %d/%d", t.name, streams, fmtMiB(per), rep+1, b.sz.bulkReps)
-				b.prog.step("%s", label)
-				el, err := sendBulk(ctx, t.dial, streams, per, chunk, b.prog, label)
-				if cerr := ctx.Err(); cerr != nil {
-					return cerr
-				}
-				r := &runs[i]
-				if err != nil {
-					if r.Errors++; r.Errors == 1 {
-						r.FirstError = err.Error()
-					}
-					continue
-				}
-				r.Seconds = append(r.Seconds, el.Seconds())
-				r.MBps = append(r.MBps, float64(per*int64(streams))/el.Seconds()/1e6)
+		for _, r := range runs {
+			if len(r.MBps) == 0 {
+				return fmt.Errorf("%s, %d streams: every run failed: %s", r.Target, streams, r.FirstError)
 			}
-		}
-		for i := range runs {
-			if len(runs[i].MBps) == 0 {
-				return fmt.Errorf("%s, %d streams: every run failed: %s", runs[i].Target, streams, runs[i].FirstError)
-			}
-			runs[i].MedianMBps = median(runs[i].MBps)
 		}
 		b.res.Bulk = append(b.res.Bulk, runs...)
 	}
 	b.bulkRows()
 	return nil
+}
+
+// bulkPattern is the chunk every bulk stream sends, over and over.
+func bulkPattern() []byte {
+	chunk := make([]byte, bulkChunk)
+	for i := range chunk {
+		chunk[i] = byte(i * 7)
+	}
+	return chunk
+}
+
+// bulkRuns sends total bytes through each target, split over streams
+// concurrent streams, reps times, the targets taking turns each
+// repetition. Each run gets its median; a failed repetition is counted in
+// Errors, and only the context's end stops the runs early.
+func bulkRuns(ctx context.Context, prog *progress, targets []target, streams int, total int64, reps int, chunk []byte) ([]bulkRun, error) {
+	per := total / int64(streams)
+	runs := make([]bulkRun, len(targets))
+	for i, t := range targets {
+		runs[i] = bulkRun{Target: t.name, Streams: streams, BytesPerStream: per}
+	}
+	for rep := range reps {
+		for i, t := range targets {
+			label := fmt.Sprintf("bulk: %s, %d×%s, run %d/%d", t.name, streams, fmtMiB(per), rep+1, reps)
+			prog.step("%s", label)
+			el, err := sendBulk(ctx, t.dial, streams, per, chunk, prog, label)
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, cerr
+			}
+			r := &runs[i]
+			if err != nil {
+				if r.Errors++; r.Errors == 1 {
+					r.FirstError = err.Error()
+				}
+				continue
+			}
+			r.Seconds = append(r.Seconds, el.Seconds())
+			r.MBps = append(r.MBps, float64(per*int64(streams))/el.Seconds()/1e6)
+		}
+	}
+	for i := range runs {
+		runs[i].MedianMBps = median(runs[i].MBps)
+	}
+	return runs, nil
 }
 
 // sendBulk runs streams concurrent streams of per bytes each through dial

@@ -24,29 +24,32 @@ type latencyRun struct {
 // client's are.
 const latencyBlock = 50
 
-// runLatency measures sequential dial, 1-byte echo and close on each
-// target, after a discarded warm-up, and checks the relay's p50 and p99
-// against the bare proxy's.
-func (b *bench) runLatency(ctx context.Context) error {
-	targets := []target{b.directEcho(), b.proxiedEcho(), b.relayedEcho(targetRelayCold), b.warmEcho()}
+// latencyWarmUp makes n discarded dials to each target.
+func latencyWarmUp(ctx context.Context, prog *progress, targets []target, n int) error {
 	for _, t := range targets {
-		b.prog.step("latency: warm-up, %d dials to %s", b.sz.latencyWarmup, t.name)
-		if err := warmUp(ctx, t, b.sz.latencyWarmup); err != nil {
+		prog.step("latency: warm-up, %d dials to %s", n, t.name)
+		if err := warmUp(ctx, t, n); err != nil {
 			return err
 		}
 	}
-	n := b.sz.latencyDials
-	samples := make([][]time.Duration, len(targets))
-	errs := make([]int, len(targets))
-	first := make([]string, len(targets))
-	b.prog.step("latency: %d sequential dials per target", n)
-	warm0 := b.relay.warmSplices(ctx)
+	return nil
+}
+
+// latencySamples takes n sequential round trips (dial, 1-byte echo,
+// close) per target in interleaved blocks of latencyBlock. For each
+// target it returns the samples, the errors and the first error's text.
+// step is its progress line.
+func latencySamples(ctx context.Context, prog *progress, targets []target, n int, step string) (samples [][]time.Duration, errs []int, first []string, err error) {
+	samples = make([][]time.Duration, len(targets))
+	errs = make([]int, len(targets))
+	first = make([]string, len(targets))
+	prog.step("%s", step)
 	for done := 0; done < n; {
 		k := min(latencyBlock, n-done)
 		for i, t := range targets {
 			for range k {
 				if err := ctx.Err(); err != nil {
-					return err
+					return nil, nil, nil, err
 				}
 				d, err := roundTrip(ctx, t.dial)
 				if err != nil {
@@ -59,7 +62,24 @@ func (b *bench) runLatency(ctx context.Context) error {
 			}
 		}
 		done += k
-		b.prog.update("latency: %d/%d dials per target", done, n)
+		prog.update("latency: %d/%d dials per target", done, n)
+	}
+	return samples, errs, first, nil
+}
+
+// runLatency measures sequential dial, 1-byte echo and close on each
+// target, after a discarded warm-up, and checks the relay's p50 and p99
+// against the bare proxy's.
+func (b *bench) runLatency(ctx context.Context) error {
+	targets := []target{b.directEcho(), b.proxiedEcho(), b.relayedEcho(targetRelayCold), b.warmEcho()}
+	if err := latencyWarmUp(ctx, b.prog, targets, b.sz.latencyWarmup); err != nil {
+		return err
+	}
+	warm0 := b.relay.warmSplices(ctx) // after the warm-up: only measured dials count
+	samples, errs, first, err := latencySamples(ctx, b.prog, targets, b.sz.latencyDials,
+		fmt.Sprintf("latency: %d sequential dials per target", b.sz.latencyDials))
+	if err != nil {
+		return err
 	}
 	// Only the warm target's registration has a warm pool.
 	warmHits := int64(-1)

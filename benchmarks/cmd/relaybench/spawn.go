@@ -199,37 +199,14 @@ func (s *spawnRun) selected(want ...string) []target {
 // across the targets, after a discarded warm-up of each.
 func (s *spawnRun) latency(ctx context.Context) error {
 	ts := s.selected(spawnTargetNames...)
-	for _, t := range ts {
-		s.prog.step("latency: warm-up, %d dials to %s", s.sz.latencyWarmup, t.name)
-		if err := warmUp(ctx, t, s.sz.latencyWarmup); err != nil {
-			return err
-		}
+	if err := latencyWarmUp(ctx, s.prog, ts, s.sz.latencyWarmup); err != nil {
+		return err
 	}
-	n := s.sz.latencyDials
-	samples := make([][]time.Duration, len(ts))
-	errs := make([]int, len(ts))
-	first := make([]string, len(ts))
-	s.prog.step("latency: %d sequential dials per target, interleaved", n)
-	warm0 := s.relay.warmSplices(ctx)
-	for done := 0; done < n; {
-		k := min(latencyBlock, n-done)
-		for i, t := range ts {
-			for range k {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				d, err := roundTrip(ctx, t.dial)
-				if err != nil {
-					if errs[i]++; errs[i] == 1 {
-						first[i] = err.Error()
-					}
-					continue
-				}
-				samples[i] = append(samples[i], d)
-			}
-		}
-		done += k
-		s.prog.update("latency: %d/%d dials per target", done, n)
+	warm0 := s.relay.warmSplices(ctx) // after the warm-up: only measured dials count
+	samples, errs, first, err := latencySamples(ctx, s.prog, ts, s.sz.latencyDials,
+		fmt.Sprintf("latency: %d sequential dials per target, interleaved", s.sz.latencyDials))
+	if err != nil {
+		return err
 	}
 	warm1 := s.relay.warmSplices(ctx)
 	for i, t := range ts {
@@ -290,38 +267,14 @@ func (s *spawnRun) bulk(ctx context.Context) error {
 			ts = append(ts, s.targets[n+" sink"])
 		}
 	}
-	chunk := make([]byte, bulkChunk)
-	for i := range chunk {
-		chunk[i] = byte(i * 7)
-	}
+	chunk := bulkPattern()
 	for _, streams := range bulkStreams {
-		per := s.sz.bulkBytes / int64(streams)
-		runs := make([]bulkRun, len(ts))
-		for i, t := range ts {
-			runs[i] = bulkRun{Target: t.name, Streams: streams, BytesPerStream: per}
+		runs, err := bulkRuns(ctx, s.prog, ts, streams, s.sz.bulkBytes, s.sz.bulkReps, chunk)
+		if err != nil {
+			return err
 		}
-		for rep := range s.sz.bulkReps {
-			for i, t := range ts {
-				label := fmt.Sprintf("bulk: %s, %d×%s, run %d/%d", t.name, streams, fmtMiB(per), rep+1, s.sz.bulkReps)
-				s.prog.step("%s", label)
-				el, err := sendBulk(ctx, t.dial, streams, per, chunk, s.prog, label)
-				if cerr := ctx.Err(); cerr != nil {
-					return cerr
-				}
-				r := &runs[i]
-				if err != nil {
-					if r.Errors++; r.Errors == 1 {
-						r.FirstError = err.Error()
-					}
-					continue
-				}
-				r.Seconds = append(r.Seconds, el.Seconds())
-				r.MBps = append(r.MBps, float64(per*int64(streams))/el.Seconds()/1e6)
-			}
-		}
-		for i := range runs {
-			runs[i].MedianMBps = median(runs[i].MBps)
-			s.Errors["bulk"] += int64(runs[i].Errors)
+		for _, r := range runs {
+			s.Errors["bulk"] += int64(r.Errors)
 		}
 		s.Bulk = append(s.Bulk, runs...)
 	}
