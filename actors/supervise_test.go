@@ -192,7 +192,7 @@ func livePairOn(t *testing.T, e *Engine, reg *Registration) {
 
 // livePairMaybe is livePair without waiting for the pair to be live: the
 // pair may fail as it starts.
-func livePairMaybe(t *testing.T, e *Engine, name string) (client, server net.Conn) {
+func livePairMaybe(t testing.TB, e *Engine, name string) (client, server net.Conn) {
 	t.Helper()
 	ctx := context.Background()
 	reg, err := e.Register(ctx, RegisterRequest{Name: name, ClientAddr: "x"})

@@ -6,10 +6,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 	"github.com/clusterlink-relay/relay/wire"
 )
 
@@ -22,11 +22,7 @@ const fakeClientAddr = "192.0.2.1:4242"
 // place bytes right behind a 101 deterministically.
 type fakeRelay struct {
 	addr  string
-	ln    net.Listener
 	regID string
-	wg    sync.WaitGroup
-	mu    sync.Mutex // guards conns
-	conns map[net.Conn]struct{}
 }
 
 func startFakeRelay(t testing.TB, payload []byte) *fakeRelay {
@@ -35,36 +31,11 @@ func startFakeRelay(t testing.TB, payload []byte) *fakeRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fr := &fakeRelay{addr: ln.Addr().String(), ln: ln, regID: wire.NewToken().String(), conns: make(map[net.Conn]struct{})}
-	fr.wg.Add(1)
-	go func() {
-		defer fr.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fr.mu.Lock()
-			fr.conns[c] = struct{}{}
-			fr.mu.Unlock()
-			fr.wg.Add(1)
-			go func() {
-				defer fr.wg.Done()
-				defer c.Close()
-				if err := fr.handle(c, payload); err != nil {
-					t.Errorf("fake relay: %v", err)
-				}
-			}()
+	fr := &fakeRelay{addr: ln.Addr().String(), regID: wire.NewToken().String()}
+	relaytest.Serve(t, ln, func(c net.Conn) {
+		if err := fr.handle(c, payload); err != nil {
+			t.Errorf("fake relay: %v", err)
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		fr.mu.Lock()
-		for c := range fr.conns {
-			c.Close()
-		}
-		fr.mu.Unlock()
-		fr.wg.Wait()
 	})
 	return fr
 }

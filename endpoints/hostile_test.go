@@ -29,10 +29,6 @@ const hostileTimeout = 500 * time.Millisecond
 
 type hostileRelay struct {
 	addr string
-	ln   net.Listener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	conn map[net.Conn]struct{}
 }
 
 // startHostile serves handle on each connection, with the request read.
@@ -42,41 +38,15 @@ func startHostile(t *testing.T, handle func(c net.Conn, req *http.Request)) *hos
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hostileRelay{addr: ln.Addr().String(), ln: ln, conn: make(map[net.Conn]struct{})}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			h.mu.Lock()
-			h.conn[c] = struct{}{}
-			h.mu.Unlock()
-			h.wg.Add(1)
-			go func() {
-				defer h.wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(ioTimeout))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				handle(c, req)
-			}()
+	relaytest.Serve(t, ln, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		h.mu.Lock()
-		for c := range h.conn {
-			c.Close()
-		}
-		h.mu.Unlock()
-		h.wg.Wait()
+		handle(c, req)
 	})
-	return h
+	return &hostileRelay{addr: ln.Addr().String()}
 }
 
 // endless writes first, then chunk over and over, until the peer goes or
