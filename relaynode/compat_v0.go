@@ -165,29 +165,15 @@ func (n *Node) serveV0(w *statusWriter, r *http.Request) bool {
 // countV0 records one answered v0 request in the node's counters: dials in
 // relay_dials_total and relay_v0_dials_total by outcome, refusals by route.
 func (n *Node) countV0(route string, w *statusWriter) {
-	status := w.status
 	if route == "v0_clientconn" {
-		switch status {
-		case http.StatusOK:
-			n.counters.dialV0(outcomeSpliced)
-		case http.StatusGatewayTimeout:
-			n.counters.dialV0(outcomeTimeout)
-		case http.StatusNotFound:
-			n.counters.dialV0(outcomeUnknownName)
-		case 0, statusClientGone:
-			n.counters.dialV0(outcomeCancelled)
-		default:
-			n.counters.dialV0(outcomeRefused)
-		}
-		if status == http.StatusOK {
+		n.counters.dialV0(dialOutcome(w.status, http.StatusOK))
+		if w.status == http.StatusOK {
 			n.v0.dialsOK.Add(1)
 		} else {
 			n.v0.dialsFailed.Add(1)
 		}
 	}
-	if status >= 400 && status != statusClientGone {
-		n.counters.refused(refusalKey{Route: route, Status: status, Reason: w.reason})
-	}
+	n.countRefusal(route, w)
 }
 
 // readV0 reads and checks a v0 body: at most V0MaxBody bytes (413), JSON

@@ -2,6 +2,7 @@ package relaynode
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -38,23 +39,17 @@ type counters struct {
 }
 
 func (c *counters) dial(outcome string) {
-	for i, o := range outcomes {
-		if o == outcome {
-			c.dials[i].Add(1)
-			return
-		}
+	if i := slices.Index(outcomes, outcome); i >= 0 {
+		c.dials[i].Add(1)
 	}
 }
 
 // dialV0 records a v0 dial: in relay_dials_total, as every dial, and in
 // relay_v0_dials_total.
 func (c *counters) dialV0(outcome string) {
-	for i, o := range outcomes {
-		if o == outcome {
-			c.dials[i].Add(1)
-			c.v0Dials[i].Add(1)
-			return
-		}
+	if i := slices.Index(outcomes, outcome); i >= 0 {
+		c.dials[i].Add(1)
+		c.v0Dials[i].Add(1)
 	}
 }
 
@@ -134,23 +129,33 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // count records one answered request.
 func (n *Node) count(route wire.Route, w *statusWriter) {
-	status := w.status
 	if route == wire.RouteDial {
-		switch status {
-		case http.StatusSwitchingProtocols:
-			n.counters.dial(outcomeSpliced)
-		case http.StatusGatewayTimeout:
-			n.counters.dial(outcomeTimeout)
-		case http.StatusNotFound:
-			n.counters.dial(outcomeUnknownName)
-		case 0, statusClientGone:
-			n.counters.dial(outcomeCancelled)
-		default:
-			n.counters.dial(outcomeRefused)
-		}
+		n.counters.dial(dialOutcome(w.status, http.StatusSwitchingProtocols))
 	}
-	if status >= 400 && status != statusClientGone {
-		n.counters.refused(refusalKey{Route: route.String(), Status: status, Reason: w.reason})
+	n.countRefusal(route.String(), w)
+}
+
+// dialOutcome names the outcome of a dial answered with status; spliced
+// is the status that starts a pair on the dial's wire (101 on v1, 200 on
+// v0).
+func dialOutcome(status, spliced int) string {
+	switch status {
+	case spliced:
+		return outcomeSpliced
+	case http.StatusGatewayTimeout:
+		return outcomeTimeout
+	case http.StatusNotFound:
+		return outcomeUnknownName
+	case 0, statusClientGone:
+		return outcomeCancelled
+	}
+	return outcomeRefused
+}
+
+// countRefusal records w's answer on route as a refusal if it is one.
+func (n *Node) countRefusal(route string, w *statusWriter) {
+	if w.status >= 400 && w.status != statusClientGone {
+		n.counters.refused(refusalKey{Route: route, Status: w.status, Reason: w.reason})
 	}
 }
 
