@@ -42,24 +42,7 @@ func TestPanicInEachActorKind(t *testing.T) {
 
 	t.Run("directory", func(t *testing.T) {
 		e := newEngine(t, Config{})
-		reg, err := e.Register(ctx, RegisterRequest{Name: "svc"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pd, err := e.Dial(ctx, "svc", "", "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		failOn[*dialMsg](e, kindDirectory)
-		if _, err := e.Dial(ctx, "svc", "", "x"); status(err) != http.StatusInternalServerError {
-			t.Fatalf("dial the directory failed on: %v, want 500", err)
-		}
-		if o := waitOutcome(t, pd); status(o.Err) != http.StatusBadGateway {
-			t.Fatalf("pending dial: %+v, want 502", o)
-		}
-		if !closedWithin(reg.Done()) {
-			t.Fatal("registration not ended after its directory failed")
-		}
+		failDialOn(t, e, kindDirectory, "directory")
 		waitLive(t, e, KindDirectory, 0)
 		waitLive(t, e, KindListener, 0)
 		waitLive(t, e, KindPending, 0)
@@ -73,24 +56,7 @@ func TestPanicInEachActorKind(t *testing.T) {
 
 	t.Run("listener", func(t *testing.T) {
 		e := newEngine(t, Config{})
-		reg, err := e.Register(ctx, RegisterRequest{Name: "svc"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pd, err := e.Dial(ctx, "svc", "", "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		failOn[*dialMsg](e, kindListener)
-		if _, err := e.Dial(ctx, "svc", "", "x"); status(err) != http.StatusInternalServerError {
-			t.Fatalf("dial the listener failed on: %v, want 500", err)
-		}
-		if o := waitOutcome(t, pd); status(o.Err) != http.StatusBadGateway {
-			t.Fatalf("pending dial: %+v, want 502", o)
-		}
-		if !closedWithin(reg.Done()) {
-			t.Fatal("registration not ended after its listener failed")
-		}
+		failDialOn(t, e, kindListener, "listener")
 		waitLive(t, e, KindListener, 0)
 		waitLive(t, e, KindPending, 0)
 		// The directory forgot the name: it can be registered again.
@@ -214,4 +180,31 @@ func livePairMaybe(t testing.TB, e *Engine, name string) (client, server net.Con
 	p.Offer(Client, clientNear, nil)
 	p.Offer(Server, serverNear, nil)
 	return clientFar, serverFar
+}
+
+// failDialOn registers "svc", leaves one dial of it pending, and makes
+// the actor of kind fail on the next dial. It checks that the dial it
+// failed on is answered 500, the pending dial 502, and that the
+// registration ends.
+func failDialOn(t *testing.T, e *Engine, kind Kind, what string) {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := e.Register(ctx, RegisterRequest{Name: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := e.Dial(ctx, "svc", "", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failOn[*dialMsg](e, kind)
+	if _, err := e.Dial(ctx, "svc", "", "x"); status(err) != http.StatusInternalServerError {
+		t.Fatalf("dial the %s failed on: %v, want 500", what, err)
+	}
+	if o := waitOutcome(t, pd); status(o.Err) != http.StatusBadGateway {
+		t.Fatalf("pending dial: %+v, want 502", o)
+	}
+	if !closedWithin(reg.Done()) {
+		t.Fatalf("registration not ended after its %s failed", what)
+	}
 }

@@ -383,15 +383,7 @@ func TestCompatV0ForeignCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	type dialed struct {
-		c   *v0wire.Conn
-		err error
-	}
-	dc := make(chan dialed, 1)
-	go func() {
-		c, err := v0wire.Dial(r.Addr, "victim", "svc", v0Bound)
-		dc <- dialed{c, err}
-	}()
+	dc := dialV0Async(r.Addr, "victim", "svc")
 	ev, err := s.Next(v0Bound)
 	if err != nil {
 		t.Fatal(err)
@@ -432,15 +424,7 @@ func TestCompatV0DuplicatePair(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	type dialed struct {
-		c   *v0wire.Conn
-		err error
-	}
-	dc := make(chan dialed, 1)
-	go func() {
-		c, err := v0wire.Dial(r.Addr, "same", "svc", v0Bound)
-		dc <- dialed{c, err}
-	}()
+	dc := dialV0Async(r.Addr, "same", "svc")
 	ev, err := s.Next(v0Bound)
 	if err != nil {
 		t.Fatal(err)
@@ -525,15 +509,7 @@ func TestCompatV0Drain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	type dialed struct {
-		c   *v0wire.Conn
-		err error
-	}
-	dc := make(chan dialed, 1)
-	go func() {
-		c, err := v0wire.Dial(r.Addr, "c", "svc", v0Bound)
-		dc <- dialed{c, err}
-	}()
+	dc := dialV0Async(r.Addr, "c", "svc")
 	ev, err := s.Next(v0Bound)
 	if err != nil {
 		t.Fatal(err)
@@ -729,4 +705,21 @@ func TestCompatV0Metrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", series, got, want)
 		}
 	}
+}
+
+// v0Dialed is the end of a v0 dial made in the background.
+type v0Dialed struct {
+	c   *v0wire.Conn
+	err error
+}
+
+// dialV0Async dials server as client on the v0 wire in the background,
+// bounded by v0Bound, and delivers the result on the channel.
+func dialV0Async(addr, client, server string) <-chan v0Dialed {
+	dc := make(chan v0Dialed, 1)
+	go func() {
+		c, err := v0wire.Dial(addr, client, server, v0Bound)
+		dc <- v0Dialed{c, err}
+	}()
+	return dc
 }
