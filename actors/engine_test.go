@@ -384,25 +384,8 @@ func TestCloseWaitsForNewPairs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx := context.Background()
-		reg, err := e.Register(ctx, RegisterRequest{Name: "race", ClientAddr: "x"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pd, err := e.Dial(ctx, "race", "", "x")
-		if err != nil {
-			t.Fatal(err)
-		}
-		nextEvent(t, reg)
-		p, err := e.Callback(ctx, pd.Token, reg.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clientFar, clientNear := tcpPair(t)
-		serverFar, serverNear := tcpPair(t)
-		p.Offer(Client, clientNear, nil)
-		p.Offer(Server, serverNear, nil) // spawns the pair
-		e.Close()                        // at once: the pair may not have started
+		clientFar, serverFar := livePairMaybe(t, e, "race") // spawns the pair
+		e.Close()                                           // at once: the pair may not have started
 		// After Close, the pumps are done and both far ends read the cut.
 		for _, c := range []net.Conn{clientFar, serverFar} {
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
