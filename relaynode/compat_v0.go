@@ -134,7 +134,6 @@ func (n *Node) serveV0(w *statusWriter, r *http.Request) bool {
 	case V0PathCallback:
 		route = "v0_servercallback"
 	default:
-		n.v0Takeover(r)
 		return false
 	}
 	defer n.countV0(route, w)
@@ -462,37 +461,16 @@ func (n *Node) spliceV0(w *statusWriter, p *actors.Pairing, side actors.Side) {
 	n.handOver(w, p, side, answer, http.StatusOK)
 }
 
-// v0Takeover ends the v0 registration of the name a v1 registration asks
-// for, when that v1 registration is authenticated; it waits, bounded, for
-// the v0 registration to be gone, so the v1 one finds the name free. An
-// unauthenticated v1 registration goes on to the engine's 409.
-func (n *Node) v0Takeover(r *http.Request) {
-	route, name, err := wire.ParseRoute(r.Method, r.URL.Path)
-	if err != nil || route != wire.RouteListen {
-		return
-	}
-	reg := n.v0.reg(name)
-	if reg == nil {
-		return
-	}
-	if ok, err := n.authorizeRegister(r, name); err != nil || !ok {
+// v0TakenOver records that an authenticated v1 registration of name
+// took it from the v0 registration held, which the engine has ended in
+// the same step (RegisterRequest.Yields). held is the v0 registration
+// that held name before the register, or nil.
+func (n *Node) v0TakenOver(name string, held *actors.Registration) {
+	if held == nil {
 		return
 	}
 	n.log.Info("v0 registration taken over by an authenticated registration", slog.String("name", name))
 	n.v0.takeover.Add(1)
-	reg.Close()
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-reg.Done():
-	case <-t.C:
-	case <-r.Context().Done():
-	}
-	// The stream handler drops the name after Done; wait for that too, so
-	// a second v1 registration does not try to take it over again.
-	for i := 0; i < 100 && n.v0.reg(name) == reg; i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func (v *compatV0) addReg(reg *actors.Registration) {

@@ -49,6 +49,10 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		return
 	}
 	defer n.edge.releaseRegistration(key)
+	var v0Held *actors.Registration // a v0 registration an authenticated one takes over
+	if n.cfg.CompatV0 && authenticated {
+		v0Held = n.v0.reg(name)
+	}
 	reg, err := n.engine.Register(r.Context(), actors.RegisterRequest{
 		Name: name, ClientAddr: addr, Replaces: replaces, Authenticated: authenticated,
 	})
@@ -57,6 +61,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		refuseErr(w, err)
 		return
 	}
+	n.v0TakenOver(name, v0Held)
 	defer reg.Close()
 	n.edge.nameUp(name)
 	defer n.edge.nameDown(name)
