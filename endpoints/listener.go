@@ -591,7 +591,7 @@ func (l *Listener) acquire(lost *stream, backoff *time.Duration) *stream {
 			l.slotEnded(err, true)
 			return nil
 		}
-		l.opts.logger.Debug("register failed", slog.String("name", l.name),
+		l.opts.logger.Debug("re-register failed", slog.String("name", l.name),
 			slog.String("relay", l.relays[i].String()), slog.Any("err", err))
 		from = i + 1
 	}
