@@ -133,8 +133,10 @@ func WithWarmPool(k int) Option {
 // given the same list does). Each registration keeps its own warm pool
 // (WithWarmPool). Listen returns once the first registration is up and
 // each further one has had one attempt at each free relay; those that got
-// none keep trying in the background. n < 1 makes Listen fail with
-// ErrBadRedundancy.
+// none keep trying in the background. In one cluster the registrations of
+// a name at several nodes are a group, as on one relay: only authenticated
+// ones (WithToken) may join, and a 409 ends that registration alone. n < 1
+// makes Listen fail with ErrBadRedundancy.
 func WithRedundancy(n int) Option {
 	return func(o *options) { o.redundancy, o.redundancySet = n, true }
 }
