@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -554,4 +555,67 @@ func TestMTLSRelayList(t *testing.T) {
 			t.Errorf("dial %d: echo %q, %v; want %q", i, got, err, msg)
 		}
 	}
+}
+
+// TestRedundancyConcurrentDials closes one relay of two while several
+// goroutines dial in a bounded loop through a dialer given both, to a
+// listener registered at both (WithRedundancy(2)): no dial fails. A pair
+// already made through the closed relay is cut with it, which is not a
+// lost dial; those are counted and logged apart.
+func TestRedundancyConcurrentDials(t *testing.T) {
+	rs := startRelays(t, 2)
+	ln, err := endpoints.ListenRelay("tcp", serverName, relayList(rs...), fastBackoff, endpoints.WithRedundancy(2))
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	relaytest.ServeEcho(t, ln)
+	d := endpoints.NewRelayDialer(rs[0].Addr+","+rs[1].Addr, clientName)
+	const workers = 4
+	n := scaled(100, 30)
+	var (
+		dialed, dialFailed, cut atomic.Int64
+		wg                      sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				if w == 0 && i == n/3 {
+					rs[0].Close()
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+				c, err := d.DialContext(ctx, "tcp", serverName)
+				cancel()
+				if err != nil {
+					dialFailed.Add(1)
+					t.Logf("dial: %v", err)
+					continue
+				}
+				dialed.Add(1)
+				_ = c.SetDeadline(time.Now().Add(ioTimeout))
+				_, err = io.WriteString(c, "ping")
+				if err == nil {
+					err = c.(*endpoints.Conn).CloseWrite()
+				}
+				var got []byte
+				if err == nil {
+					got, err = io.ReadAll(c)
+				}
+				c.Close()
+				if err != nil || string(got) != "ping" {
+					cut.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := dialFailed.Load(); got != 0 {
+		t.Errorf("%d of %d dials failed with one of two relays closed, want 0", got, workers*n)
+	}
+	if got := dialed.Load(); got != int64(workers*n) {
+		t.Errorf("dialed %d, want %d", got, workers*n)
+	}
+	t.Logf("%d dials, %d pairs cut by the close (made through the closed relay before it went)", dialed.Load(), cut.Load())
 }
