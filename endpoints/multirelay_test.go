@@ -619,3 +619,61 @@ func TestRedundancyConcurrentDials(t *testing.T) {
 	}
 	t.Logf("%d dials, %d pairs cut by the close (made through the closed relay before it went)", dialed.Load(), cut.Load())
 }
+
+// TestRedundancyPermanentRefusal checks that a permanent refusal ends the
+// one registration it answers: with the name held by someone else at the
+// second relay, WithRedundancy(2) gets one registration, at the first,
+// reports the 409 for the second and does not retry it; when the first
+// relay goes, the move to the second is refused 409 too, and that, the
+// last registration, ends the listener: Accept returns the refusal.
+func TestRedundancyPermanentRefusal(t *testing.T) {
+	rs := startRelays(t, 2)
+	holder, a := relaytest.Listen(nil, rs[1].Addr, serverName, ioTimeout)
+	if holder == nil {
+		t.Fatalf("hold the name at the second relay: %v", a)
+	}
+	defer holder.Close()
+	ln, err := endpoints.ListenRelay("tcp", serverName, relayList(rs...), fastBackoff, endpoints.WithRedundancy(5))
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer ln.Close()
+	rl := ln.(*endpoints.Listener)
+	st := rl.State()
+	var re *endpoints.RelayError
+	if st.Redundancy != 2 || st.Registrations != 1 || st.Retrying != 0 || !st.Relays[0].Registered ||
+		!errors.As(st.Relays[1].LastError, &re) || re.Status != http.StatusConflict {
+		t.Fatalf("state %+v, want redundancy 2 (capped), 1 registration, the second relay's 409, no retry", st)
+	}
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if c != nil {
+			relaytest.Echo(c)
+			c.Close()
+		}
+		accepted <- err
+	}()
+	if err := pingVia(rs[0].Addr); err != nil {
+		t.Fatalf("ping via the first relay: %v", err)
+	}
+	if err := <-accepted; err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	rs[0].Close()
+	go func() {
+		_, err := ln.Accept()
+		accepted <- err
+	}()
+	select {
+	case err := <-accepted:
+		if !errors.As(err, &re) || re.Status != http.StatusConflict {
+			t.Errorf("accept after the last registration was refused: %v, want the 409", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("listener did not end after its last registration was refused")
+	}
+	if got := rl.State(); got.Connected || got.Registrations != 0 || got.Retrying != 0 {
+		t.Errorf("state %+v, want nothing up, nothing retrying", got)
+	}
+}
