@@ -259,6 +259,10 @@ func TestRedundancyNoLostDial(t *testing.T) {
 	if st := rl.State(); st.Registrations != 2 || st.Redundancy != 2 || !st.Relays[0].Registered || !st.Relays[1].Registered || st.Relays[2].Registered {
 		t.Fatalf("state after Listen %+v, want registrations at the first two relays", st)
 	}
+	// Each registration keeps its own warm pool.
+	relaytest.Eventually(t, ioTimeout, func() bool {
+		return rs[0].Node.Stats().Parked == 1 && rs[1].Node.Stats().Parked == 1 && rs[2].Node.Stats().Parked == 0
+	}, "warm pool not parked at each registration's relay")
 	d := endpoints.NewRelayDialer(rs[0].URL+","+rs[1].URL, clientName)
 	n := scaled(200, 60)
 	failed := 0
@@ -280,6 +284,9 @@ func TestRedundancyNoLostDial(t *testing.T) {
 	if err := pingVia(rs[2].Addr); err != nil {
 		t.Errorf("ping via the third relay: %v", err)
 	}
+	relaytest.Eventually(t, ioTimeout, func() bool {
+		return rs[1].Node.Stats().Parked == 1 && rs[2].Node.Stats().Parked == 1
+	}, "warm pool not parked at the third relay after the move")
 	if st := rl.State(); st.Registrations != 2 || st.Relays[0].Registered || st.Reconnects != 1 {
 		t.Errorf("state %+v, want 2 registrations, none at the closed relay, 1 reconnect", st)
 	}
