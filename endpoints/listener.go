@@ -851,12 +851,11 @@ func (l *Listener) readEvents(st *stream) error {
 				return net.ErrClosed
 			}
 			l.wg.Add(1)
-			answered := func() {}
-			if !drained { // settle may be waiting once drained
+			counted := !drained // settle may be waiting once drained
+			if counted {
 				st.calls.Add(1)
-				answered = st.calls.Done
 			}
-			go l.callback(ce, target, st.regID, answered)
+			go l.callback(ce, target, st, counted)
 		case wire.EventDrain:
 			// The relay is going away. It ends the stream itself once the
 			// dials already sent here have been called back; keep reading
@@ -918,18 +917,20 @@ func parseConnect(data []byte, from relay) (wire.ConnectEvent, relay, error) {
 
 // callback answers one connect event: a new connection to target (the
 // relay that sent it, or the absolute callback's), the token with the
-// registration id of the stream that carried it (answered is called once
-// the relay has answered), the 101, the TLS
+// registration id of the stream st that carried it (leaving st.calls once
+// the relay has answered, when counted there), the 101, the TLS
 // handshake on an MTLS listener (holding its worker slot), and the conn
 // into the accept queue. Its failure is counted and logged, never
 // returned.
-func (l *Listener) callback(ce wire.ConnectEvent, target relay, regID string, answered func()) {
+func (l *Listener) callback(ce wire.ConnectEvent, target relay, st *stream, counted bool) {
 	defer l.wg.Done()
 	defer func() { <-l.sem }()
 	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
-	c, err := l.serverConn(ctx, target, "accept", wire.PathAccept+ce.Token, regID)
+	c, err := l.serverConn(ctx, target, "accept", wire.PathAccept+ce.Token, st.regID)
 	cancel()
-	answered()
+	if counted {
+		st.calls.Done()
+	}
 	if err != nil {
 		if l.ctx.Err() == nil {
 			l.failed.Add(1)
