@@ -327,11 +327,15 @@ func TestEtcdLeaseRegained(t *testing.T) {
 func TestEtcdHealthAndSnapshot(t *testing.T) {
 	ep := startEtcd(t)
 	a, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "a", TTL: 3 * time.Second,
-		ClusterAddr: "127.0.0.1:7101", PublicURL: "http://127.0.0.1:8081"})
+		PublicURL: "http://127.0.0.1:8081"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
+	// The cluster address is known once the port is bound, after NewEtcd.
+	if err := a.SetClusterAddr("127.0.0.1:7101"); err != nil {
+		t.Fatal(err)
+	}
 	b := newEtcd(t, ep, "b")
 	ctx := context.Background()
 	for _, p := range []Publish{

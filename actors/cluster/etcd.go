@@ -172,9 +172,9 @@ func (d *Etcd) granted() {
 // announce writes this node's record under lease.
 func (d *Etcd) announce(lease clientv3.LeaseID) error {
 	d.mu.Lock()
-	since := d.since
+	info := NodeInfo{Node: d.cfg.Node, ClusterAddr: d.cfg.ClusterAddr, PublicURL: d.cfg.PublicURL, LeaseSince: d.since}
 	d.mu.Unlock()
-	val, err := json.Marshal(NodeInfo{Node: d.cfg.Node, ClusterAddr: d.cfg.ClusterAddr, PublicURL: d.cfg.PublicURL, LeaseSince: since})
+	val, err := json.Marshal(info)
 	if err != nil {
 		return err
 	}
@@ -182,6 +182,20 @@ func (d *Etcd) announce(lease clientv3.LeaseID) error {
 	defer cancel()
 	_, err = d.cli.Put(ctx, d.nodesPrefix()+d.cfg.Node, string(val), clientv3.WithLease(lease))
 	return err
+}
+
+// SetClusterAddr sets the cluster address announced in this node's record
+// and writes the record again: the address may be known only once the
+// cluster port is bound, after NewEtcd.
+func (d *Etcd) SetClusterAddr(addr string) error {
+	d.mu.Lock()
+	d.cfg.ClusterAddr = addr
+	lease := d.lease
+	d.mu.Unlock()
+	if err := d.announce(lease); err != nil {
+		return fmt.Errorf("cluster: announce node: %w", err)
+	}
+	return nil
 }
 
 // Healthy implements Directory: the node holds a lease that etcd renewed
