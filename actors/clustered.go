@@ -85,6 +85,10 @@ func (c *ClusterConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// syncBound bounds the directory sync of a dial whose name is not in the
+// local cache.
+const syncBound = 500 * time.Millisecond
+
 // Refusals of the clustered paths.
 var (
 	refuseDirectoryDown = &Refusal{http.StatusServiceUnavailable, "cluster directory unavailable"}
@@ -407,6 +411,16 @@ func (e *Engine) withdrawReg(reg *Registration) {
 func (e *Engine) routeDial(msg *dialMsg) error {
 	c := e.cl
 	m, ok := c.dir.Pick(msg.name)
+	if !ok && c.dir.Healthy() {
+		// Perhaps registered on another node a moment ago, and not yet
+		// seen here: one bounded read of the directory's revision.
+		ctx, cancel := context.WithTimeout(context.Background(), syncBound)
+		err := c.dir.Sync(ctx)
+		cancel()
+		if err == nil {
+			m, ok = c.dir.Pick(msg.name)
+		}
+	}
 	if !ok {
 		return refuseUnknownName
 	}
