@@ -2,6 +2,7 @@ package clusterproc
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -73,23 +74,49 @@ var addrLine = regexp.MustCompile(`msg="(relay|admin|cluster) listening" addr=(\
 // if the test failed, the node's last stderr lines are logged.
 func StartNode(t testing.TB, cfg NodeConfig) *Node {
 	t.Helper()
+	return StartNodes(t, cfg)[0]
+}
+
+// StartNodes starts a node for each of cfgs, as StartNode does, all at
+// once, and returns them in the order of cfgs once every one is ready. If
+// any fails to start, the test fails (the others are ended in cleanup).
+func StartNodes(t testing.TB, cfgs ...NodeConfig) []*Node {
+	t.Helper()
 	bin := Binary(t)
+	nodes := make([]*Node, len(cfgs))
+	errs := make([]error, len(cfgs))
+	var wg sync.WaitGroup
+	for i, cfg := range cfgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = startNodeRetry(t, bin, cfg)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("clusterproc: %v", err)
+	}
+	return nodes
+}
+
+// startNodeRetry starts a node, retrying twice on new ports when a port
+// picked free was taken in the meantime.
+func startNodeRetry(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
 	if cfg.ReadyBound <= 0 {
 		cfg.ReadyBound = NodeReadyBound
 	}
 	var err error
 	for range 3 {
 		var n *Node
-		n, err = startNode(t, bin, cfg)
-		if err == nil {
-			return n
+		if n, err = startNode(t, bin, cfg); err == nil {
+			return n, nil
 		}
 		if !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
 	}
-	t.Fatalf("clusterproc: %v", err)
-	return nil
+	return nil, err
 }
 
 // startNode makes one attempt of StartNode.
