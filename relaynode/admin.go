@@ -42,6 +42,13 @@ func (n *Node) AdminHandler() http.Handler {
 			_, _ = w.Write([]byte("draining\n"))
 			return
 		}
+		if !n.leaseHeld() {
+			// Cut off from etcd: this node's names may be gone from the
+			// cluster, and its cross-node dials fail.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("no cluster lease\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {

@@ -237,6 +237,86 @@ func TestEtcdLeaseRegained(t *testing.T) {
 		t.Fatalf("a evicted %+v after its own lease loss", m)
 	default:
 	}
+	eventually(t, 10*time.Second, a.Healthy, "a healthy again under its new lease")
+	if st := a.Stats(); st.Losses != 1 || st.Renewals < 1 || !st.Healthy {
+		t.Fatalf("a's stats after one loss: %+v, want 1 loss, renewals, healthy", st)
+	}
+	if st := b.Stats(); st.Losses != 0 {
+		t.Fatalf("b's stats: %+v, want no loss", st)
+	}
+	// a announced itself again under the new lease.
+	nodes, err := b.Nodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("nodes after a's regrant: %+v %v, want a and b", nodes, err)
+	}
+}
+
+// TestEtcdHealthAndSnapshot checks the operator's view of the directory:
+// each node's record, the snapshot of every name, and health that follows
+// the lease's renewals.
+func TestEtcdHealthAndSnapshot(t *testing.T) {
+	ep := startEtcd(t)
+	a, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "a", TTL: 3 * time.Second,
+		PublicURL: "http://127.0.0.1:8081"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// The cluster address is known once the port is bound, after NewEtcd.
+	if err := a.SetClusterAddr("127.0.0.1:7101"); err != nil {
+		t.Fatal(err)
+	}
+	b := newEtcd(t, ep, "b")
+	ctx := context.Background()
+	for _, p := range []Publish{
+		{Name: "x", Member: member("a", "r1")},
+		{Name: "y", Member: member("a", "r2")},
+	} {
+		if err := a.Publish(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Publish(ctx, Publish{Name: "y", Member: member("b", "r3"), Authenticated: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(a.Snapshot()["y"]) == 2 }, "a sees y's two members")
+	snap := a.Snapshot()
+	if len(snap) != 2 || regs(snap["x"]) != "r1" || regs(snap["y"]) != "r2,r3" {
+		t.Fatalf("snapshot %+v, want x:r1 and y:r2,r3", snap)
+	}
+	nodes, err := b.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var na NodeInfo
+	for _, n := range nodes {
+		if n.Node == "a" {
+			na = n
+		}
+	}
+	if len(nodes) != 2 || na.ClusterAddr != "127.0.0.1:7101" || na.PublicURL != "http://127.0.0.1:8081" || na.LeaseSince.IsZero() {
+		t.Fatalf("nodes %+v, want a's record with its addresses and lease start", nodes)
+	}
+	if !a.Healthy() || a.Stats().LeaseAge <= 0 {
+		t.Fatalf("a: healthy %v stats %+v, want healthy with a lease age", a.Healthy(), a.Stats())
+	}
+	if mem := NewMemory(); !mem.Healthy() || len(mem.Snapshot()) != 0 {
+		t.Fatal("an empty Memory must be healthy with an empty snapshot")
+	}
+	// A node whose keep-alive stops turns unhealthy within its TTL, and a
+	// closed one at once.
+	c, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "c", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Healthy() {
+		t.Fatal("c unhealthy right after its grant")
+	}
+	c.abandon()
+	eventually(t, 5*time.Second, func() bool { return !c.Healthy() }, "c unhealthy without renewals")
+	if err := b.Close(); err != nil || b.Healthy() {
+		t.Fatalf("b after Close: err %v healthy %v, want unhealthy", err, b.Healthy())
+	}
 }
 
 // TestEtcdTakeoverEvicts checks a cross-node replacement: the new node's
