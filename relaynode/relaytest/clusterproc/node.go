@@ -220,8 +220,8 @@ func (n *Node) cleanup() {
 	if err := n.p.kill(); err != nil {
 		n.t.Errorf("clusterproc: %v", err)
 	}
-	if r := n.p.raceCount(); r > 0 {
-		n.t.Errorf("clusterproc: %s reported %d data race(s): %s", n.p.name, r, n.p.describe())
+	if r, report := n.p.raceCount(); r > 0 {
+		n.t.Errorf("clusterproc: %s (pid %d) reported %d data race(s):\n\t%s", n.p.name, n.PID(), r, report)
 	} else if n.t.Failed() {
 		n.t.Logf("clusterproc: %s", n.p.describe())
 	}

@@ -27,10 +27,15 @@ type proc struct {
 	err    error         // Wait's result, once done is closed
 	onLine func(string)  // called for each line, from the reader
 
-	mu    sync.Mutex
-	tail  []string
-	races int
+	mu        sync.Mutex
+	tail      []string
+	races     int
+	raceLines []string // the first race reports, whole
+	inRace    bool
 }
+
+// maxRaceLines bounds the lines of race reports a proc keeps.
+const maxRaceLines = 400
 
 // startProc starts cmd, its stdout discarded and its stderr read by a
 // goroutine that calls onLine (if not nil) for each line, then waits for
@@ -70,6 +75,16 @@ func (p *proc) line(s string) {
 	}
 	if strings.Contains(s, raceMark) {
 		p.races++
+		p.inRace = true
+	}
+	if p.inRace {
+		if len(p.raceLines) < maxRaceLines {
+			p.raceLines = append(p.raceLines, s)
+		}
+		// The race detector ends each report with a line of '='.
+		if strings.HasPrefix(s, "==================") && !strings.Contains(s, raceMark) {
+			p.inRace = false
+		}
 	}
 	p.mu.Unlock()
 	if p.onLine != nil {
@@ -84,11 +99,12 @@ func (p *proc) lines() []string {
 	return append([]string(nil), p.tail...)
 }
 
-// raceCount returns how many data races the process reported.
-func (p *proc) raceCount() int {
+// raceCount returns how many data races the process reported, and the
+// first reports.
+func (p *proc) raceCount() (int, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.races
+	return p.races, strings.Join(p.raceLines, "\n\t")
 }
 
 // exited reports whether the process has ended.
