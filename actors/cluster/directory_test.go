@@ -1,20 +1,18 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
-	"go.uber.org/zap"
+
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/clusterproc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,80 +28,12 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// etcdBinary returns the path of the etcd server, skipping the test when
-// it is not installed outside CI (.ci/run installs Debian's etcd-server).
-func etcdBinary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("ETCD_BIN"), "/usr/bin/etcd"} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("etcd not installed; .ci/run installs Debian's etcd-server")
-	}
-	t.Skip("etcd not installed (apt-get install etcd-server)")
-	return ""
-}
-
 // startEtcd runs a one-member etcd on free loopback ports, in its own
 // data directory, and returns its client URL. It is stopped with the test.
+// A missing etcd skips the test, or fails it under CI.
 func startEtcd(t testing.TB) string {
 	t.Helper()
-	bin := etcdBinary(t)
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin,
-		"--name", "test", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--log-level", "error", "--logger", "zap")
-	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			t.Logf("etcd: %s", sc.Text())
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-logDone
-		cmd.Wait()
-	})
-	// Ready when a client can write.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Put(ctx, "/ready", "1")
-		cancel()
-		if err == nil {
-			return client
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd at %s not ready in 30s: %v", client, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return clusterproc.StartEtcd(t).Endpoint()
 }
 
 func newEtcd(t testing.TB, endpoint, node string) *Etcd {
