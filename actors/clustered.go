@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,10 @@ func (c *ClusterConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// syncBound bounds the directory sync of a dial whose name is not in the
+// local cache.
+const syncBound = 500 * time.Millisecond
+
 // Refusals of the clustered paths.
 var (
 	refuseDirectoryDown = &Refusal{http.StatusServiceUnavailable, "cluster directory unavailable"}
@@ -99,6 +104,8 @@ type clusterState struct {
 	remote *remote.Remote // nil when Listen is empty
 	addr   string         // this node's cluster address, as published
 	public string         // PublicURL without a trailing slash
+
+	suspects sync.Map // node id → time.Time: a Notify to it failed, avoid it until then
 
 	closing  atomic.Bool
 	stopped  sync.Once
@@ -406,7 +413,17 @@ func (e *Engine) withdrawReg(reg *Registration) {
 // the name's local members still serve.
 func (e *Engine) routeDial(msg *dialMsg) error {
 	c := e.cl
-	m, ok := c.dir.Pick(msg.name)
+	m, ok := c.pick(msg.name, e.cfg.NodeID, nil)
+	if !ok && c.dir.Healthy() {
+		// Perhaps registered on another node a moment ago, and not yet
+		// seen here: one bounded read of the directory's revision.
+		ctx, cancel := context.WithTimeout(context.Background(), syncBound)
+		err := c.dir.Sync(ctx)
+		cancel()
+		if err == nil {
+			m, ok = c.pick(msg.name, e.cfg.NodeID, nil)
+		}
+	}
 	if !ok {
 		return refuseUnknownName
 	}
@@ -428,6 +445,56 @@ func (e *Engine) routeDial(msg *dialMsg) error {
 		c.counters.crossDials.Add(1)
 	}
 	return nil
+}
+
+// suspectFor is how long a node whose Notify failed is avoided by the
+// picks of dials that have another member to go to: long enough to cover
+// a dead node's lease, after which its names are gone anyway.
+const suspectFor = 10 * time.Second
+
+func (c *clusterState) suspect(node string) {
+	c.suspects.Store(node, time.Now().Add(suspectFor))
+}
+
+func (c *clusterState) trusted(node string) {
+	c.suspects.Delete(node)
+}
+
+func (c *clusterState) suspected(node string) bool {
+	v, ok := c.suspects.Load(node)
+	if !ok {
+		return false
+	}
+	if time.Now().After(v.(time.Time)) {
+		c.suspects.CompareAndDelete(node, v)
+		return false
+	}
+	return true
+}
+
+// pick returns the next member of name, round robin, passing over the
+// members of nodes in avoid and of suspected nodes (this node is never
+// suspected) while another member is left; ok is false for an unknown
+// name, or when every member is on a node in avoid.
+func (c *clusterState) pick(name, self string, avoid []string) (cluster.Member, bool) {
+	var fallback cluster.Member
+	found := false
+	for range 8 { // a bounded walk of the round robin
+		m, ok := c.dir.Pick(name)
+		if !ok {
+			break
+		}
+		if slices.Contains(avoid, m.Node) {
+			continue
+		}
+		if m.Node == self || !c.suspected(m.Node) {
+			return m, true
+		}
+		if !found {
+			fallback, found = m, true
+		}
+	}
+	return fallback, found
 }
 
 func (e *Engine) localMember(name string) (cluster.Member, bool) {
@@ -510,14 +577,20 @@ func (p *pending) sendNotify(ctx actor.Context) {
 	}
 	f := ctx.RequestFuture(n.pid, n.msg, timeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
-		counters := &p.engine.cl.counters
+		c := p.engine.cl
+		counters := &c.counters
 		if err != nil {
 			counters.peer(n.node, true)
+			c.suspect(n.node)
 			p.engine.log.Debug("cluster: notify failed", slog.String("peer", n.node), slog.String("addr", n.pid.Address), slog.Any("err", err))
+			if !p.sent && p.retarget(ctx) {
+				return
+			}
 			p.finish(ctx, Outcome{Err: refusePeerDown})
 			return
 		}
 		counters.peer(n.node, false)
+		c.trusted(n.node)
 		r, ok := res.(*clusterpb.NotifyReply)
 		switch {
 		case !ok:
@@ -530,6 +603,53 @@ func (p *pending) sendNotify(ctx actor.Context) {
 			p.finish(ctx, Outcome{Err: refuseBadNotify})
 		}
 	})
+}
+
+// maxNotifyTries bounds the members one cross-node dial tries.
+const maxNotifyTries = 3
+
+// retarget moves a dial whose Notify failed to another member of its
+// name, on another node (this one included, through its own peer actor),
+// and sends the Notify there. It reports false when no member is left, the
+// tries are used up, or the deadline is near.
+func (p *pending) retarget(ctx actor.Context) bool {
+	n := p.notify
+	p.tried = append(p.tried, n.node)
+	e := p.engine
+	if len(p.tried) >= maxNotifyTries || time.Until(p.deadline) < 100*time.Millisecond {
+		return false
+	}
+	m, ok := e.cl.pick(n.msg.Name, e.cfg.NodeID, p.tried)
+	if !ok {
+		return false
+	}
+	id, err := wire.ParseToken(m.Registration)
+	if err != nil {
+		return false
+	}
+	addr := m.ClusterAddr
+	if m.Node == e.cfg.NodeID {
+		addr = e.cl.addr
+	}
+	msg := &clusterpb.Notify{
+		Name: n.msg.Name, Registration: id.String(), Token: n.msg.Token,
+		ClientName: n.msg.ClientName, ClientAddr: n.msg.ClientAddr,
+		CallbackUrl: n.msg.CallbackUrl, DeadlineUnixNano: n.msg.DeadlineUnixNano,
+	}
+	p.notify = &notifyTo{node: m.Node, pid: actor.NewPID(addr, PeerActorName), msg: msg}
+	p.registration = &Registration{Name: n.msg.Name, ID: id, engine: e}
+	// Before the Notify: the callback it leads to comes after.
+	ctx.Send(e.directory, &retargetMsg{token: p.token, registration: id})
+	p.sendNotify(ctx)
+	return true
+}
+
+// retargetMsg tells the directory that a cross-node dial now waits on
+// another registration: its callback must present that one's id.
+type retargetMsg struct {
+	quiet
+	token        wire.Token
+	registration wire.Token
 }
 
 // clip cuts s to at most n bytes and to printable ASCII: a peer's reason
@@ -558,6 +678,13 @@ func (d *directory) remoteCallback(ctx actor.Context, m *callbackMsg) bool {
 	}
 	ctx.Send(rd.pid, m)
 	return true
+}
+
+func (d *directory) retarget(m *retargetMsg) {
+	if rd, ok := d.remote[m.token]; ok {
+		rd.registration = m.registration
+		d.remote[m.token] = rd
+	}
 }
 
 // remoteDone retires a cross-node pending dial that has sent its outcome.

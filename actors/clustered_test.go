@@ -248,3 +248,47 @@ func TestClusterConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterNotifyFailover checks a dial whose Notify cannot be
+// delivered: it moves to another member of the name, the failed node is
+// avoided by the dials after it, and no dial fails.
+func TestClusterNotifyFailover(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := clusteredEngine(t, dir)
+	ctx := context.Background()
+	reg, err := e.Register(ctx, RegisterRequest{Name: "svc", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n3 "died": its member is still listed, at an address nothing
+	// answers (no remote runs in this test, so it is a dead letter).
+	if err := dir.Publish(ctx, cluster.Publish{Name: "svc", Authenticated: true,
+		Member: cluster.Member{Node: "n3", Registration: wire.NewToken().String(), ClusterAddr: "127.0.0.1:1", PublicURL: "http://127.0.0.1:11"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		pd, err := e.Dial(ctx, "svc", "", "127.0.0.1:2")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		ev := nextEvent(t, reg)
+		if ev.Connect.Token != pd.Token.String() {
+			t.Fatalf("dial %d: event for %s, want %s", i, ev.Connect.Token, pd.Token)
+		}
+		p, err := e.Callback(ctx, pd.Token, reg.ID)
+		if err != nil {
+			t.Fatalf("dial %d: callback with the live registration: %v", i, err)
+		}
+		if o := pd.Wait(ctx); o.Pairing != p {
+			t.Fatalf("dial %d: outcome %+v", i, o)
+		}
+		p.Abort(Server)
+	}
+	st, _ := e.ClusterStats()
+	if st.Peers["n3"].Failed != 1 || st.Peers["n3"].Sent != 1 {
+		t.Fatalf("sends to n3 %+v, want one, failed, then n3 avoided", st.Peers["n3"])
+	}
+	if st.Peers["n1"].Sent != 1 {
+		t.Fatalf("sends to n1 (its own peer actor) %+v, want the one retargeted dial", st.Peers["n1"])
+	}
+}

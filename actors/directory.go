@@ -63,6 +63,8 @@ func (d *directory) Receive(ctx actor.Context) {
 		d.notify(ctx, m)
 	case *evictMsg:
 		d.evict(ctx, m)
+	case *retargetMsg:
+		d.retarget(m)
 	case *pendingDoneMsg:
 		// From a cross-node pending dial, whose parent is the directory.
 		d.remoteDone(ctx, m.token)

@@ -79,6 +79,7 @@ type pending struct {
 	deadline     time.Time
 	outcome      chan Outcome // capacity 1; written once
 	notify       *notifyTo    // a cross-node dial: the Notify to send on start
+	tried        []string     // a cross-node dial: the nodes whose Notify failed
 
 	timer *time.Timer
 	sent  bool

@@ -1,6 +1,7 @@
 package relaynode
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -231,4 +233,93 @@ func (n *Node) ClusterAddr() string { return n.engine.ClusterAddr() }
 func (n *Node) leaseHeld() bool {
 	d := n.engine.ClusterDirectory()
 	return d == nil || d.Healthy()
+}
+
+// ClusterStatus is the cluster section of /status.json: this node's view
+// of the cluster.
+type ClusterStatus struct {
+	// Node, Addr and PublicURL are this node's id, cluster address and
+	// advertised URL.
+	Node      string `json:"node"`
+	Addr      string `json:"addr"`
+	PublicURL string `json:"public_url"`
+	// LeaseHeld says the node holds its etcd lease; LeaseAge is how long
+	// it has held it.
+	LeaseHeld bool   `json:"lease_held"`
+	LeaseAge  string `json:"lease_age"`
+	// Nodes are the nodes holding a lease, with the names they hold.
+	// NodesError, when set, says why they could not be read from etcd.
+	Nodes      []ClusterNodeStatus `json:"nodes"`
+	NodesError string              `json:"nodes_error,omitempty"`
+	// Names are every name in the directory, each with its nodes.
+	Names []ClusterNameStatus `json:"names"`
+	// CrossNodeDials counts the dials made here for names held on other
+	// nodes; NotifyRefused the other nodes' notifies refused here.
+	CrossNodeDials int64 `json:"cross_node_dials"`
+	NotifyRefused  int64 `json:"notify_refused"`
+}
+
+// ClusterNodeStatus is one node of the cluster.
+type ClusterNodeStatus struct {
+	Node        string   `json:"node"`
+	ClusterAddr string   `json:"cluster_addr"`
+	PublicURL   string   `json:"public_url"`
+	LeaseAge    string   `json:"lease_age"`
+	Names       []string `json:"names"`
+}
+
+// ClusterNameStatus is one name of the directory and the nodes holding
+// its members (a node once per member).
+type ClusterNameStatus struct {
+	Name  string   `json:"name"`
+	Nodes []string `json:"nodes"`
+}
+
+// clusterStatus returns the cluster section, or nil on one node.
+func (n *Node) clusterStatus(ctx context.Context) *ClusterStatus {
+	st, ok := n.engine.ClusterStats()
+	if !ok {
+		return nil
+	}
+	dir := n.engine.ClusterDirectory()
+	out := &ClusterStatus{
+		Node: st.Node, Addr: st.Addr, PublicURL: st.PublicURL,
+		LeaseHeld:      st.Directory.Healthy,
+		LeaseAge:       st.Directory.LeaseAge.Round(time.Second).String(),
+		CrossNodeDials: st.CrossDials,
+		NotifyRefused:  st.NotifyRefused,
+		Nodes:          []ClusterNodeStatus{},
+		Names:          []ClusterNameStatus{},
+	}
+	byNode := map[string]map[string]bool{}
+	for name, ms := range dir.Snapshot() {
+		ns := ClusterNameStatus{Name: name}
+		for _, m := range ms {
+			ns.Nodes = append(ns.Nodes, m.Node)
+			if byNode[m.Node] == nil {
+				byNode[m.Node] = map[string]bool{}
+			}
+			byNode[m.Node][name] = true
+		}
+		sort.Strings(ns.Nodes)
+		out.Names = append(out.Names, ns)
+	}
+	sort.Slice(out.Names, func(i, j int) bool { return out.Names[i].Name < out.Names[j].Name })
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	nodes, err := dir.Nodes(ctx)
+	if err != nil {
+		out.NodesError = err.Error()
+	}
+	for _, ni := range nodes {
+		ns := ClusterNodeStatus{Node: ni.Node, ClusterAddr: ni.ClusterAddr, PublicURL: ni.PublicURL,
+			LeaseAge: time.Since(ni.LeaseSince).Round(time.Second).String(), Names: []string{}}
+		for name := range byNode[ni.Node] {
+			ns.Names = append(ns.Names, name)
+		}
+		sort.Strings(ns.Names)
+		out.Nodes = append(out.Nodes, ns)
+	}
+	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].Node < out.Nodes[j].Node })
+	return out
 }

@@ -73,6 +73,10 @@ type Publish struct {
 // every node, from the local cache; ok is false for an unknown name.
 // Evicted delivers, once each, the members of this node that another
 // node removed (a takeover by Replaces); the node must end them.
+// Sync waits until the local cache reflects every write the cluster had
+// made when it was called: a node that misses a name in its cache syncs
+// before it answers 404, so a name registered on another node a moment
+// ago is found.
 // Healthy reports whether the directory is in step with the cluster (for
 // Etcd: this node holds a live lease); Snapshot returns every name's
 // members from the local cache, and Stats the directory's counters.
@@ -86,6 +90,7 @@ type Directory interface {
 	Snapshot() map[string][]Member
 	Stats() Stats
 	Nodes(ctx context.Context) ([]NodeInfo, error)
+	Sync(ctx context.Context) error
 	Close() error
 }
 
@@ -299,6 +304,9 @@ func (d *Memory) Snapshot() map[string][]Member { return d.c.snapshot() }
 
 // Stats implements Directory: Memory has no lease and no other node.
 func (d *Memory) Stats() Stats { return Stats{Healthy: true} }
+
+// Sync implements Directory: Memory's cache is the directory.
+func (d *Memory) Sync(context.Context) error { return nil }
 
 // Nodes implements Directory: Memory knows no node, not even its own.
 func (d *Memory) Nodes(context.Context) ([]NodeInfo, error) { return nil, nil }

@@ -223,6 +223,27 @@ func (d *Etcd) Stats() Stats {
 	return st
 }
 
+// Sync implements Directory: one linearizable etcd read of the newest
+// member key's revision, then a wait for the watch to deliver up to it.
+// (The store's own revision will not do: writes outside the names, such
+// as node records, advance it without an event on the watch.)
+func (d *Etcd) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
+	defer cancel()
+	resp, err := d.cli.Get(ctx, d.namesPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return fmt.Errorf("cluster: sync: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	if err := d.caughtUp(ctx, resp.Kvs[0].ModRevision); err != nil {
+		return fmt.Errorf("cluster: sync: %w", err)
+	}
+	return nil
+}
+
 // Nodes implements Directory: the records of the nodes holding a lease,
 // read from etcd (one round trip, bounded by DialTimeout), by node id.
 func (d *Etcd) Nodes(ctx context.Context) ([]NodeInfo, error) {
