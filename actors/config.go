@@ -225,6 +225,9 @@ type Config struct {
 	Mailboxes Mailboxes
 	// Limits are the engine's limits; zero fields take their defaults.
 	Limits
+	// Cluster, when set, joins the engine to a cluster of nodes sharing
+	// one name space (see ClusterConfig). Nil is one node, the default.
+	Cluster *ClusterConfig
 }
 
 func (c *Config) setDefaults() {
@@ -258,6 +261,14 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if c.NodeID == "" {
+			errs = append(errs, errors.New("actors: a clustered engine needs a NodeID, the directory's node id"))
+		}
 	}
 	return errors.Join(errs...)
 }

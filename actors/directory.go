@@ -19,6 +19,7 @@ type directory struct {
 	names      map[string]*group
 	regs       map[string]*Registration // listener PID id → its registration, while registered
 	tokens     map[wire.Token]*actor.PID
+	remote     map[wire.Token]remoteDial // cross-node dials made here, by token
 	tombstones *lru.Cache[wire.Token, struct{}]
 	draining   bool
 }
@@ -33,6 +34,7 @@ func newDirectory(e *Engine) *directory {
 		names:      make(map[string]*group),
 		regs:       make(map[string]*Registration),
 		tokens:     make(map[wire.Token]*actor.PID),
+		remote:     make(map[wire.Token]remoteDial),
 		tombstones: tomb,
 	}
 }
@@ -57,6 +59,15 @@ func (d *directory) Receive(ctx actor.Context) {
 		d.callback(ctx, m)
 	case *parkMsg:
 		d.park(ctx, m)
+	case *notifyMsg:
+		d.notify(ctx, m)
+	case *evictMsg:
+		d.evict(ctx, m)
+	case *retargetMsg:
+		d.retarget(m)
+	case *pendingDoneMsg:
+		// From a cross-node pending dial, whose parent is the directory.
+		d.remoteDone(ctx, m.token)
 	case *tokenDoneMsg:
 		delete(d.tokens, m.token)
 		d.tombstones.Add(m.token, struct{}{})
@@ -158,7 +169,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 			return
 		}
 	}
-	reg := newRegistration(d.engine, req.Name, req.ClientAddr, req.Yields)
+	reg := newRegistration(d.engine, req.Name, req.ClientAddr, req.Yields, req.id)
 	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
 		actor.WithMailbox(d.engine.cfg.Mailboxes.Listener.producer(d.engine.stats.mailbox(kindListener))),
 		actor.WithSupervisor(stopOnPanic))
@@ -196,13 +207,25 @@ func (d *directory) dial(ctx actor.Context, m *dialMsg) {
 		m.reply <- dialReply{err: refuseDraining}
 		return
 	}
+	if m.remote != nil {
+		d.dialRemote(ctx, m)
+		return
+	}
 	g := d.names[m.name]
 	if g == nil {
 		m.reply <- dialReply{err: refuseUnknownName}
 		return
 	}
-	pid := g.members[g.next%len(g.members)]
-	g.next++
+	var pid *actor.PID
+	if !m.registration.IsZero() {
+		// The cluster directory picked this registration; if it has
+		// just ended, another local member serves.
+		pid = d.member(g, m.registration)
+	}
+	if pid == nil {
+		pid = g.members[g.next%len(g.members)]
+		g.next++
+	}
 	m.token = wire.NewToken()
 	d.tokens[m.token] = pid
 	ctx.Send(pid, m)
@@ -210,6 +233,9 @@ func (d *directory) dial(ctx actor.Context, m *dialMsg) {
 
 func (d *directory) callback(ctx actor.Context, m *callbackMsg) {
 	pid := d.tokens[m.token]
+	if pid == nil && len(d.remote) > 0 && d.remoteCallback(ctx, m) {
+		return
+	}
 	switch {
 	case pid == nil && !d.tombstones.Contains(m.token):
 		m.reply <- callbackReply{err: refuseUnknownToken}

@@ -31,6 +31,8 @@ type Engine struct {
 	panicOn atomic.Pointer[panicHook]
 
 	inflight *inflight // Pairings and pairs that Close must reach
+
+	cl *clusterState // nil on one node
 }
 
 // NewEngine starts an engine. cfg is copied; its zero fields take defaults.
@@ -61,6 +63,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 		actor.WithSupervisor(stopOnPanic),
 		actor.WithGuardian(stopOnPanic),
 	))
+	if cfg.Cluster != nil {
+		if err := e.startCluster(*cfg.Cluster); err != nil {
+			_ = e.root.StopFuture(e.directory).Wait()
+			e.system.Shutdown()
+			return nil, err
+		}
+	}
 	return e, nil
 }
 
@@ -164,15 +173,27 @@ type RegisterRequest struct {
 	// alone, in one step of the directory, so that no other registration
 	// can slip in between. The v0 wire's registrations yield.
 	Yields bool
+
+	id wire.Token // set by a clustered engine: the id it published
 }
 
 // Register registers a name. It fails with a *Refusal: 409 if the name is
 // held and the request may not join or replace its holder, 503 if the
-// engine drains.
+// engine drains. On a clustered engine the name is published to the
+// cluster directory first, so 409 holds cluster-wide, and 503 answers a
+// directory that cannot be written.
 func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registration, error) {
 	if e.refusing() {
 		return nil, ErrClosed
 	}
+	if e.cl != nil {
+		return e.registerClustered(ctx, req)
+	}
+	return e.registerLocal(ctx, req)
+}
+
+// registerLocal is the directory actor's step of Register.
+func (e *Engine) registerLocal(ctx context.Context, req RegisterRequest) (*Registration, error) {
 	reply := make(chan registerReply, 1)
 	e.send(e.directory, &registerMsg{req: req, reply: reply})
 	r, err := await(ctx, e, reply)
@@ -188,13 +209,22 @@ func (e *Engine) Register(ctx context.Context, req RegisterRequest) (*Registrati
 // Dial asks the server registered as name for a connection. On success the
 // server has been sent a connect event and the PendingDial's Wait returns
 // the outcome. It fails with a *Refusal: 404 unknown name, 503 queue full or
-// draining.
+// draining. On a clustered engine the member is picked round robin over
+// every node's; a dial for another node's member is announced to that node
+// and its callback comes here (503 when the directory is unhealthy and the
+// name has no member on this node).
 func (e *Engine) Dial(ctx context.Context, name, clientName, clientAddr string) (*PendingDial, error) {
 	if e.refusing() {
 		return nil, ErrClosed
 	}
 	reply := make(chan dialReply, 1)
-	e.send(e.directory, &dialMsg{name: name, clientName: clientName, clientAddr: clientAddr, reply: reply})
+	msg := &dialMsg{name: name, clientName: clientName, clientAddr: clientAddr, reply: reply}
+	if e.cl != nil {
+		if err := e.routeDial(msg); err != nil {
+			return nil, err
+		}
+	}
+	e.send(e.directory, msg)
 	r, err := await(ctx, e, reply)
 	if err != nil {
 		if r, late := lateReply(e, reply); late && r.pending != nil {
@@ -249,6 +279,11 @@ func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	if e.cl != nil {
+		// Registrations ending from here on are not withdrawn one by
+		// one: the directory's own Close takes the node's names away.
+		e.cl.closing.Store(true)
+	}
 	// The directory first: with it stop the listeners and pending dials,
 	// which answer every dial; no Pairing is made after.
 	if err := e.root.StopFuture(e.directory).Wait(); err != nil {
@@ -269,6 +304,7 @@ func (e *Engine) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), replyBound)
 	_ = e.WaitNone(ctx, KindPair)
 	cancel()
+	e.stopCluster()
 	e.system.Shutdown()
 	return nil
 }

@@ -37,6 +37,8 @@ func (l *listener) Receive(ctx actor.Context) {
 		l.dial(ctx, m)
 	case *callbackMsg:
 		l.callback(ctx, m)
+	case *notifyMsg:
+		l.notify(ctx, m)
 	case *parkMsg:
 		l.park(ctx, m)
 	case *unparkMsg:
@@ -93,6 +95,7 @@ func (l *listener) close() {
 	if !l.closed {
 		l.closed = true
 		close(l.reg.done)
+		l.engine.withdrawReg(l.reg)
 	}
 }
 

@@ -50,6 +50,11 @@ type dialMsg struct {
 	clientAddr string
 	token      wire.Token
 	reply      chan dialReply
+
+	// Set by a clustered engine: the picked member's registration id,
+	// and for another node's member, that node.
+	registration wire.Token
+	remote       *remoteTarget
 }
 
 type dialReply struct {

@@ -78,6 +78,8 @@ type pending struct {
 	warm         bool // handed to a parked callback
 	deadline     time.Time
 	outcome      chan Outcome // capacity 1; written once
+	notify       *notifyTo    // a cross-node dial: the Notify to send on start
+	tried        []string     // a cross-node dial: the nodes whose Notify failed
 
 	timer *time.Timer
 	sent  bool
@@ -90,6 +92,9 @@ func (p *pending) Receive(ctx actor.Context) {
 	case *actor.Started:
 		self, root := ctx.Self(), p.engine.root
 		p.timer = time.AfterFunc(time.Until(p.deadline), func() { root.Send(self, &expireMsg{}) })
+		if p.notify != nil {
+			p.sendNotify(ctx)
+		}
 	case *callbackMsg:
 		if p.sent {
 			m.reply <- callbackReply{err: refuseUsedToken}

@@ -23,7 +23,8 @@ type StreamEvent struct {
 // handler sees it. The handler writes Events to the stream until Done is
 // closed, and calls Close when the stream ends.
 type Registration struct {
-	yields bool // RegisterRequest.Yields: an authenticated registration takes the name over
+	yields    bool // RegisterRequest.Yields: an authenticated registration takes the name over
+	published bool // in the cluster directory: withdrawn when it ends
 	// Name is the registered name.
 	Name string
 	// ID is the registration's secret id, announced in the ready event and
@@ -49,11 +50,16 @@ type Registration struct {
 	engine  *Engine
 }
 
-func newRegistration(e *Engine, name, clientAddr string, yields bool) *Registration {
+func newRegistration(e *Engine, name, clientAddr string, yields bool, id wire.Token) *Registration {
+	published := !id.IsZero()
+	if !published {
+		id = wire.NewToken()
+	}
 	return &Registration{
 		yields:     yields,
+		published:  published,
 		Name:       name,
-		ID:         wire.NewToken(),
+		ID:         id,
 		ClientAddr: clientAddr,
 		since:      time.Now(),
 		events:     make(chan *StreamEvent, e.cfg.EventQueue),

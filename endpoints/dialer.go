@@ -2,26 +2,37 @@ package endpoints
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"sync/atomic"
 
 	"github.com/clusterlink-relay/relay/wire"
 )
 
-// RelayDialer dials servers by name through one relay. It is safe for
-// concurrent use; its DialContext fits http.Transport.DialContext.
+// RelayDialer dials servers by name through a relay, or through the first
+// of several relays that answers. It is safe for concurrent use; its
+// DialContext fits http.Transport.DialContext.
 type RelayDialer struct {
 	clientName string
 	opts       options
 
 	// Checked once by NewRelayDialer; a failure is returned by every Dial.
-	relay relay
-	err   error
+	relays []relay
+	err    error
+
+	next atomic.Uint32 // the relay the next dial starts at, modulo len(relays)
 }
 
 // NewRelayDialer returns a dialer through the relay at relayAddr
 // (host:port, http://host:port or https://host:port), introducing itself
-// as clientName ("" for none). An invalid address is reported by Dial.
+// as clientName ("" for none). relayAddr may be a comma-separated list of
+// such addresses, the nodes of one cluster or independent relays: each
+// dial starts at the next one in turn, so that dials spread over them, and
+// moves on to the next address when one cannot take the dial (see
+// DialContext). An invalid address, an empty entry or one listed twice is
+// ErrBadRelayAddress, reported by Dial.
 func NewRelayDialer(relayAddr, clientName string, opts ...Option) *RelayDialer {
 	d := &RelayDialer{clientName: clientName, opts: buildOptions(opts)}
 	if clientName != "" {
@@ -30,7 +41,7 @@ func NewRelayDialer(relayAddr, clientName string, opts ...Option) *RelayDialer {
 			return d
 		}
 	}
-	d.relay, d.err = parseRelay(relayAddr)
+	d.relays, d.err = parseRelays(relayAddr)
 	return d
 }
 
@@ -53,6 +64,24 @@ func (d *RelayDialer) Dial(network, address string) (net.Conn, error) {
 // (404 unknown name, 503 busy, 504 the server did not call back), or with
 // ctx's error. The dial is also bounded by WithDialTimeout (default 30s).
 // The returned conn is a *Conn.
+//
+// With several relay addresses, a dial tries them in turn, starting at a
+// different one for each dial of this dialer, and moves on to the next
+// when this one cannot take the dial: a failed connection or TLS
+// handshake, an answer that is not a relay's (ErrNotRelay: a load
+// balancer's error page, another server) or that breaks the protocol,
+// and the refusals of a node that another node may not share: 429 (its
+// per-client rate limit), 500, 502 (the registration it knew ended), 503
+// (draining, busy, its listener queue full, its cluster directory
+// unreachable) and other 5xx but 504. It stops at an answer that another
+// node would give as well: 400, 401 and 403 (the request or its
+// credentials), 404 (no such name: in a cluster every node shares one
+// directory), 409, 410, and 504 (the server was reached and did not call
+// back in time; the dial's time is spent). When every address fails, the
+// error joins each address's error (errors.Join, each naming its relay),
+// so errors.Is and errors.As see all of them; when ctx or the dial timeout
+// ends first, the addresses not yet tried are not, and the error is
+// ctx's.
 func (d *RelayDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	name := dialName(address)
 	ctx, cancel := context.WithTimeout(ctx, d.opts.dialTimeout)
@@ -76,17 +105,57 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 	if d.err != nil {
 		return nil, d.err
 	}
-	conn, err := d.relay.connect(ctx, &d.opts, network)
+	n := len(d.relays)
+	if n == 1 {
+		return d.dialOne(ctx, network, name, d.relays[0])
+	}
+	start := int(d.next.Add(1) % uint32(n))
+	var errs []error
+	for k := range n {
+		i := (start + k) % n
+		c, err := d.dialOne(ctx, network, name, d.relays[i])
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, relayErr(d.relays, i, err))
+		if ctx.Err() != nil || !nextRelay(err) {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// dialOne makes one relayed connection to name through r, bounded by ctx.
+func (d *RelayDialer) dialOne(ctx context.Context, network, name string, r relay) (*Conn, error) {
+	conn, err := r.connect(ctx, &d.opts, network)
 	if err != nil {
 		return nil, err
 	}
-	u, err := upgradeExchange(ctx, conn, d.relay, "dial", name, wire.PathDial+name,
+	u, err := upgradeExchange(ctx, conn, r, "dial", name, wire.PathDial+name,
 		wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken))
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
 	return newConn(conn, u.head, nil, name, d.clientName), nil
+}
+
+// nextRelay reports whether a dial that failed with err at one relay may
+// succeed at another: see DialContext.
+func nextRelay(err error) bool {
+	var re *RelayError
+	if !errors.As(err, &re) {
+		return true // a connection, TLS or protocol failure, or not a relay
+	}
+	switch {
+	case re.Status == http.StatusTooManyRequests:
+		return true
+	case re.Status == http.StatusGatewayTimeout:
+		return false
+	case re.Status >= 500 && re.Status <= 599:
+		return true
+	}
+	return false
 }
 
 // dialName returns the server name in a dial address: the address itself,

@@ -33,6 +33,13 @@ var (
 	// ErrNoClientCAs is returned by the MTLS listeners for a mutual config
 	// (ClientAuth left zero) with no ClientCAs to verify clients against.
 	ErrNoClientCAs = errors.New("mutual TLS needs ClientCAs (or set ClientAuth explicitly)")
+	// ErrBadRedundancy is returned by Listen for WithRedundancy(n) with
+	// n < 1.
+	ErrBadRedundancy = errors.New("bad redundancy (WithRedundancy wants 1 or more)")
+	// ErrBadCallback is why a connect event whose callback is refused
+	// counts in Listener.Failed: not PathAccept+token, relative or as an
+	// absolute URL of the registration's scheme (see Listener).
+	ErrBadCallback = errors.New("bad callback in connect event")
 	// ErrStreamEnded is recorded in ListenerState.LastError when a
 	// registration stream ends (a drain, a relay restart, a link found
 	// dead). The listener then re-registers; Accept does not return it.

@@ -24,6 +24,8 @@ type options struct {
 	token           string // bearer token for registrations
 	dialToken       string // bearer token for dials
 	warmPool        int    // callbacks kept parked at the relay
+	redundancy      int    // registrations held at once; 0 is unset (1)
+	redundancySet   bool   // WithRedundancy was given, so 0 is an error
 }
 
 func buildOptions(opts []Option) options {
@@ -118,6 +120,19 @@ func WithToken(token string) Option {
 // address and name.
 func WithWarmPool(k int) Option {
 	return func(o *options) { o.warmPool = max(k, 0) }
+}
+
+// WithRedundancy makes a listener given several relay addresses hold n
+// registrations of its name at once, each at a different relay (n >= 1,
+// default 1; n above the number of addresses is taken as that number).
+// Connect events from any of them feed the one Accept queue. When one
+// registration is lost, the listener moves it to a relay it does not hold
+// yet, while the others go on taking dials: with n >= 2, losing one relay
+// loses no dial of a client that tries the next address (a RelayDialer
+// given the same list does). Each registration keeps its own warm pool
+// (WithWarmPool). n < 1 makes Listen fail with ErrBadRedundancy.
+func WithRedundancy(n int) Option {
+	return func(o *options) { o.redundancy, o.redundancySet = n, true }
 }
 
 // WithDialToken sets the bearer token a dialer presents to dial a name

@@ -25,6 +25,55 @@ type relay struct {
 	useTLS bool
 }
 
+// String returns the relay as a URL, http://host:port or https://host:port.
+func (r relay) String() string {
+	if r.useTLS {
+		return "https://" + r.host
+	}
+	return "http://" + r.host
+}
+
+// parseRelays parses a relay address that may be a comma-separated list
+// of addresses, each as parseRelay takes it, with spaces around entries
+// allowed. An empty entry, a bad one or one listed twice (the same host:port
+// and scheme) is ErrBadRelayAddress naming the entry and its position.
+func parseRelays(s string) ([]relay, error) {
+	if !strings.Contains(s, ",") {
+		r, err := parseRelay(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		return []relay{r}, nil
+	}
+	entries := strings.Split(s, ",")
+	rs := make([]relay, 0, len(entries))
+	for i, e := range entries {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return nil, fmt.Errorf("%w %q: entry %d of %d is empty", ErrBadRelayAddress, s, i+1, len(entries))
+		}
+		r, err := parseRelay(e)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d of %d: %w", i+1, len(entries), err)
+		}
+		for j, o := range rs {
+			if o == r {
+				return nil, fmt.Errorf("%w %q: entry %d of %d repeats entry %d (%s)", ErrBadRelayAddress, e, i+1, len(entries), j+1, r)
+			}
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// relayErr names relay in err when there are several to tell apart.
+func relayErr(rs []relay, i int, err error) error {
+	if len(rs) == 1 {
+		return err
+	}
+	return fmt.Errorf("relay %s: %w", rs[i], err)
+}
+
 // parseRelay accepts host:port, http://host:port and https://host:port. A
 // URL without a port takes 80 or 443. Every other input, including a
 // host:port with junk after the port ("h:80/"), an empty host or a port

@@ -42,6 +42,13 @@ func (n *Node) AdminHandler() http.Handler {
 			_, _ = w.Write([]byte("draining\n"))
 			return
 		}
+		if !n.leaseHeld() {
+			// Cut off from etcd: this node's names may be gone from the
+			// cluster, and its cross-node dials fail.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("no cluster lease\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
@@ -103,6 +110,8 @@ type Status struct {
 	// Limits are the effective limits, defaults applied, in Config's
 	// order.
 	Limits []LimitStatus `json:"limits"`
+	// Cluster is the node's view of its cluster; absent on one node.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
 }
 
 // NameStatus is one registered name on the status page: the sums over
@@ -155,6 +164,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Dials:         n.counters.dialCounts(),
 		Refusals:      n.counters.refusalList(),
 		Limits:        effectiveLimits(&n.cfg),
+		Cluster:       n.clusterStatus(ctx),
 	}
 	// One row per name: a group's members are summed.
 	byName := make(map[string]*NameStatus, len(regs))
@@ -223,7 +233,16 @@ td:first-child,th:first-child{text-align:left}
 <div class="tile">to clients<b>{{bytes .BytesToClient}}</b></div>
 {{range $o, $n := .Dials}}<div class="tile">dials {{$o}}<b>{{$n}}</b></div>
 {{end}}</div>
-<h2>Names</h2>
+{{with .Cluster}}<h2>Cluster</h2>
+<div class="sub">node <code>{{.Node}}</code> at <code>{{.Addr}}</code>, advertised <code>{{.PublicURL}}</code> · {{if .LeaseHeld}}<span class="serving">lease held {{.LeaseAge}}</span>{{else}}<span class="draining">no lease</span>{{end}} · {{.CrossNodeDials}} cross-node dials · {{.NotifyRefused}} notifies refused</div>
+{{if .NodesError}}<p class="draining">nodes unreadable: {{.NodesError}}</p>{{end}}
+<table class="cluster-nodes"><tr><th>node</th><th>cluster address</th><th>public URL</th><th>lease age</th><th>names</th></tr>
+{{range .Nodes}}<tr><td>{{.Node}}</td><td>{{.ClusterAddr}}</td><td>{{.PublicURL}}</td><td>{{.LeaseAge}}</td><td>{{range $i, $n := .Names}}{{if $i}}, {{end}}{{$n}}{{end}}</td></tr>
+{{end}}</table>
+{{if .Names}}<table class="cluster-names"><tr><th>name</th><th>nodes</th></tr>
+{{range .Names}}<tr><td>{{.Name}}</td><td>{{range $i, $n := .Nodes}}{{if $i}}, {{end}}{{$n}}{{end}}</td></tr>
+{{end}}</table>{{else}}<p class="empty">no names in the cluster</p>{{end}}
+{{end}}<h2>Names</h2>
 {{if .Names}}<table><tr><th>name</th><th>members</th><th>server</th><th>registered</th><th>queued</th><th>pending</th><th>pairs</th><th>to server</th><th>to client</th></tr>
 {{range .Names}}<tr><td>{{.Name}}</td><td>{{.Members}}</td><td>{{.ClientAddr}}</td><td>{{ago .Since}} ago</td><td>{{.Queued}}</td><td>{{.Pending}}</td><td>{{.Pairs}}</td><td>{{bytes .BytesToServer}} ({{rate .RateToServer}})</td><td>{{bytes .BytesToClient}} ({{rate .RateToClient}})</td></tr>
 {{end}}</table>{{else}}<p class="empty">no registrations</p>{{end}}

@@ -159,6 +159,45 @@ type Config struct {
 	// Its NextProtos is forced to http/1.1 only: an HTTP/2 request cannot
 	// be hijacked. Set ClientCAs and ClientAuth here for mTLS to the relay.
 	TLSConfig *tls.Config
+
+	// ClusterEtcd, when set, joins the node to a cluster of relays that
+	// share one name space, in etcd at these endpoints (host:port or
+	// URLs): a server registered at any node is reachable from every node,
+	// and a dial's bytes are spliced on the node the client dialed. Empty
+	// (the default) is one node with an in-memory directory. A clustered
+	// node needs NodeID, ClusterListen and Advertise; see the cluster
+	// section of docs/OPERATIONS.md.
+	ClusterEtcd []string
+	// ClusterListen is the host:port of the cluster port, where the other
+	// nodes send control messages (protoactor-go remote over gRPC); port 0
+	// picks a free one (Node.ClusterAddr reports it). Plaintext is allowed
+	// only on a loopback address; elsewhere set the ClusterTLS files.
+	ClusterListen string
+	// Advertise is the node's public URL, such as https://relay-1:8443:
+	// servers whose dial landed on this node call back to it.
+	Advertise string
+	// ClusterLeaseTTL is the TTL of the node's etcd lease: how long the
+	// names of a node that died stay in the directory. Default 5s, at
+	// least 1s.
+	ClusterLeaseTTL time.Duration
+	// ClusterTLSCertFile, ClusterTLSKeyFile and ClusterTLSCAFile, all
+	// three or none, make the cluster port mutual TLS: it accepts only
+	// peers presenting a certificate from the CA, and dials peers with
+	// the node's certificate, verifying theirs against the CA (the chain
+	// only: peers are dialed by address).
+	ClusterTLSCertFile string
+	ClusterTLSKeyFile  string
+	ClusterTLSCAFile   string
+	// EtcdTLSCertFile and EtcdTLSKeyFile are a client certificate for
+	// etcd; EtcdTLSCAFile verifies etcd's. Any of them turns TLS to etcd
+	// on.
+	EtcdTLSCertFile string
+	EtcdTLSKeyFile  string
+	EtcdTLSCAFile   string
+	// EtcdUser and EtcdPassword authenticate to etcd. The binary reads
+	// the password from RELAYNODE_ETCD_PASSWORD only, never a flag.
+	EtcdUser     string
+	EtcdPassword string
 }
 
 // WithDefaults returns a copy of c (see Clone) with every zero field set
@@ -170,11 +209,14 @@ func (c Config) WithDefaults() Config {
 }
 
 // Clone returns a copy of c that shares nothing mutable with it: the
-// TrustedProxies slice is copied and TLSConfig cloned. The Logger is
+// TrustedProxies and ClusterEtcd slices are copied and TLSConfig cloned. The Logger is
 // shared.
 func (c Config) Clone() Config {
 	if c.TrustedProxies != nil {
 		c.TrustedProxies = append([]netip.Prefix(nil), c.TrustedProxies...)
+	}
+	if c.ClusterEtcd != nil {
+		c.ClusterEtcd = append([]string(nil), c.ClusterEtcd...)
 	}
 	if c.TLSConfig != nil {
 		c.TLSConfig = c.TLSConfig.Clone()
@@ -222,6 +264,14 @@ func (c *Config) setDefaults() {
 	if c.DialBurst == 0 {
 		c.DialBurst = 2 * int(max(c.DialRate, 1))
 	}
+	if len(c.ClusterEtcd) > 0 {
+		if c.ClusterLeaseTTL == 0 {
+			c.ClusterLeaseTTL = 5 * time.Second
+		}
+		// A dial's name may be registered at another node at any time,
+		// unseen by this node's edge: no negative cache in a cluster.
+		c.NegativeCacheTTL = -1
+	}
 }
 
 // Validate reports every nonsensical field of c.
@@ -268,6 +318,9 @@ func (c *Config) Validate() error {
 	}
 	ec := c.engineConfig()
 	if err := ec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateCluster(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -22,6 +22,12 @@ type collector struct {
 	queueMax, queued, queueByName          *prometheus.Desc
 	actorsLive, actorMessages, actorQueued *prometheus.Desc
 	pairsCut, uptime, parked               *prometheus.Desc
+
+	// The cluster's, exported by a clustered node only.
+	dirOps, dirOpErrors, notifySent, notifyFailed *prometheus.Desc
+	crossDials, unavailable, notified, notifyRef  *prometheus.Desc
+	renewals, losses, leaseHeld, leaseAge, evict  *prometheus.Desc
+	clusterNames                                  *prometheus.Desc
 }
 
 func newCollector(n *Node, perName bool) *collector {
@@ -49,12 +55,29 @@ func newCollector(n *Node, perName bool) *collector {
 		actorQueued:   d("relay_actor_mailbox_depth", "Messages posted to and not yet processed by actors, by kind.", "kind"),
 		pairsCut:      d("relay_pairs_cut_total", "Pairs cut by a limit, by limit.", "limit"),
 		uptime:        d("relay_uptime_seconds", "Seconds since the node started."),
+
+		dirOps:       d("relay_cluster_directory_op_seconds", "Cluster directory writes (etcd transactions) and their latency, by operation.", "op"),
+		dirOpErrors:  d("relay_cluster_directory_op_errors_total", "Cluster directory writes that failed (not counting 409s), by operation.", "op"),
+		notifySent:   d("relay_cluster_notify_sent_total", "Notifies sent to another node for a cross-node dial, by peer node.", "peer"),
+		notifyFailed: d("relay_cluster_notify_failed_total", "Notifies that got no answer in time or could not be delivered (the dial got 503), by peer node.", "peer"),
+		crossDials:   d("relay_cluster_cross_node_dials_total", "Dials made here for a registration on another node."),
+		unavailable:  d("relay_cluster_unavailable_total", "Cross-node dials refused 503 because the directory had no lease."),
+		notified:     d("relay_cluster_notified_total", "Other nodes' notifies served here: a connect event queued."),
+		notifyRef:    d("relay_cluster_notify_refused_total", "Other nodes' notifies refused here: registration not held, or malformed."),
+		renewals:     d("relay_cluster_lease_renewals_total", "Keep-alive answers for the node's etcd lease."),
+		losses:       d("relay_cluster_lease_losses_total", "Etcd leases lost (each followed by a new one and a publish of the node's names again)."),
+		leaseHeld:    d("relay_cluster_lease_held", "1 while the node holds a live etcd lease, else 0."),
+		leaseAge:     d("relay_cluster_lease_age_seconds", "How long the node has held its current etcd lease."),
+		evict:        d("relay_cluster_evicted_total", "Local registrations ended because another node took their name over."),
+		clusterNames: d("relay_cluster_names", "Names in the cluster directory, over every node."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.v0Dials, c.refusals,
-		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked} {
+		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked,
+		c.dirOps, c.dirOpErrors, c.notifySent, c.notifyFailed, c.crossDials, c.unavailable, c.notified, c.notifyRef,
+		c.renewals, c.losses, c.leaseHeld, c.leaseAge, c.evict, c.clusterNames} {
 		ch <- d
 	}
 }
@@ -85,15 +108,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.refusals, float64(r.Count), r.Route, strconv.Itoa(r.Status), r.Reason)
 	}
 	for path, h := range map[string]actors.Histogram{"cold": st.SpliceLatency, "warm": st.SpliceLatencyWarm} {
-		buckets := make(map[float64]uint64, len(actors.LatencyBuckets))
-		var cum uint64
-		for i, ub := range actors.LatencyBuckets {
-			cum += h.Counts[i]
-			buckets[ub] = cum
-		}
-		cum += h.Counts[len(actors.LatencyBuckets)]
-		ch <- prometheus.MustNewConstHistogram(c.splice, cum, h.Sum.Seconds(), buckets, path)
+		ch <- constHistogram(c.splice, h, path)
 	}
+	c.collectCluster(ch, gauge, counter)
 	for k := actors.KindDirectory; k <= actors.KindPair; k++ {
 		ks := st.Kinds[k]
 		gauge(c.actorsLive, float64(ks.Live), k.String())
@@ -124,4 +141,46 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.names, float64(len(names)))
 	gauge(c.queueMax, float64(maxQ))
 	gauge(c.queued, float64(sumQ))
+}
+
+// constHistogram exports an engine histogram, over actors.LatencyBuckets.
+func constHistogram(d *prometheus.Desc, h actors.Histogram, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(actors.LatencyBuckets))
+	var cum uint64
+	for i, ub := range actors.LatencyBuckets {
+		cum += h.Counts[i]
+		buckets[ub] = cum
+	}
+	cum += h.Counts[len(actors.LatencyBuckets)]
+	return prometheus.MustNewConstHistogram(d, cum, h.Sum.Seconds(), buckets, labels...)
+}
+
+// collectCluster exports the cluster's series, on a clustered node only.
+func (c *collector) collectCluster(ch chan<- prometheus.Metric, gauge, counter func(*prometheus.Desc, float64, ...string)) {
+	st, ok := c.n.engine.ClusterStats()
+	if !ok {
+		return
+	}
+	for _, op := range st.Ops {
+		ch <- constHistogram(c.dirOps, op.Latency, op.Op)
+		counter(c.dirOpErrors, float64(op.Errors), op.Op)
+	}
+	for peer, ps := range st.Peers {
+		counter(c.notifySent, float64(ps.Sent), peer)
+		counter(c.notifyFailed, float64(ps.Failed), peer)
+	}
+	counter(c.crossDials, float64(st.CrossDials))
+	counter(c.unavailable, float64(st.Unavailable))
+	counter(c.notified, float64(st.Notified))
+	counter(c.notifyRef, float64(st.NotifyRefused))
+	counter(c.renewals, float64(st.Directory.Renewals))
+	counter(c.losses, float64(st.Directory.Losses))
+	held := 0.0
+	if st.Directory.Healthy {
+		held = 1
+	}
+	gauge(c.leaseHeld, held)
+	gauge(c.leaseAge, st.Directory.LeaseAge.Seconds())
+	counter(c.evict, float64(st.Evicted))
+	gauge(c.clusterNames, float64(len(c.n.engine.ClusterDirectory().Snapshot())))
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/actors/cluster"
 	"github.com/clusterlink-relay/relay/wire"
 )
 
@@ -22,6 +23,7 @@ type Node struct {
 	tls    *tls.Config // nil: plain TCP
 	log    *slog.Logger
 	engine *actors.Engine
+	dir    *cluster.Etcd // the cluster directory; nil on one node
 
 	counters counters
 	edge     *edge
@@ -56,11 +58,31 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	engine, err := actors.NewEngine(cfg.engineConfig())
+	ec := cfg.engineConfig()
+	var dir *cluster.Etcd
+	if cfg.clustered() {
+		cc, d, err := cfg.joinCluster()
+		if err != nil {
+			return nil, err
+		}
+		ec.Cluster, dir = cc, d
+	}
+	engine, err := actors.NewEngine(ec)
 	if err != nil {
+		if dir != nil {
+			dir.Close()
+		}
 		return nil, err
 	}
+	if dir != nil {
+		if err := dir.SetClusterAddr(engine.ClusterAddr()); err != nil {
+			engine.Close()
+			dir.Close()
+			return nil, err
+		}
+	}
 	n := &Node{
+		dir:     dir,
 		cfg:     cfg,
 		tls:     tlsCfg,
 		log:     cfg.Logger,
@@ -74,6 +96,9 @@ func New(cfg Config) (*Node, error) {
 		a, err := loadAuthFile(cfg.AuthFile)
 		if err != nil {
 			engine.Close()
+			if dir != nil {
+				dir.Close()
+			}
 			return nil, err
 		}
 		n.auth.Store(a)
@@ -390,6 +415,12 @@ func (n *Node) Close() error {
 	// Stopping the engine answers every pending dial and ends every
 	// registration, which returns their handlers.
 	err := n.engine.Close()
+	if n.dir != nil {
+		// Revokes the lease: the node's names leave the cluster at once.
+		if e := n.dir.Close(); e != nil {
+			n.log.Warn("close the cluster directory", slog.Any("err", e))
+		}
+	}
 	n.handlers.Wait()
 	n.waitConns(2 * time.Second)
 	n.gate.close()

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Member is one registration of a name, on one node of the cluster.
@@ -72,13 +73,50 @@ type Publish struct {
 // every node, from the local cache; ok is false for an unknown name.
 // Evicted delivers, once each, the members of this node that another
 // node removed (a takeover by Replaces); the node must end them.
+// Sync waits until the local cache reflects every write the cluster had
+// made when it was called: a node that misses a name in its cache syncs
+// before it answers 404, so a name registered on another node a moment
+// ago is found.
+// Healthy reports whether the directory is in step with the cluster (for
+// Etcd: this node holds a live lease); Snapshot returns every name's
+// members from the local cache, and Stats the directory's counters.
 type Directory interface {
 	Publish(ctx context.Context, p Publish) error
 	Withdraw(ctx context.Context, name string, m Member) error
 	Pick(name string) (m Member, ok bool)
 	Members(name string) []Member
 	Evicted() <-chan Member
+	Healthy() bool
+	Snapshot() map[string][]Member
+	Stats() Stats
+	Nodes(ctx context.Context) ([]NodeInfo, error)
+	Sync(ctx context.Context) error
 	Close() error
+}
+
+// Stats are a directory's counters, for the node's /metrics and /status.
+type Stats struct {
+	// Healthy is Healthy() at the time of the snapshot.
+	Healthy bool
+	// LeaseAge is how long this node has held its current lease; zero
+	// without one (and always for Memory).
+	LeaseAge time.Duration
+	// Renewals counts the lease's keep-alive answers; Losses the leases
+	// lost and taken again.
+	Renewals int64
+	Losses   int64
+	// Nodes are the live nodes of the cluster, as they announced
+	// themselves, by node id. Memory has none.
+	Nodes map[string]NodeInfo
+}
+
+// NodeInfo is one node as it announces itself in the directory, under its
+// lease.
+type NodeInfo struct {
+	Node        string    `json:"node"`
+	ClusterAddr string    `json:"cluster_addr"`
+	PublicURL   string    `json:"public_url"`
+	LeaseSince  time.Time `json:"lease_since"`
 }
 
 // cache is the local view of the directory: each name's members in a
@@ -174,6 +212,16 @@ func (c *cache) members(name string) []Member {
 	return nil
 }
 
+func (c *cache) snapshot() map[string][]Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string][]Member, len(c.names))
+	for name, e := range c.names {
+		out[name] = slices.Clone(e.members)
+	}
+	return out
+}
+
 func (c *cache) reset() {
 	c.mu.Lock()
 	c.names = make(map[string]*entry)
@@ -247,6 +295,21 @@ func (d *Memory) Members(name string) []Member { return d.c.members(name) }
 // Evicted implements Directory. One node has no other node to take its
 // registrations over, so nothing is ever sent.
 func (d *Memory) Evicted() <-chan Member { return d.evicted }
+
+// Healthy implements Directory: one node is always in step with itself.
+func (d *Memory) Healthy() bool { return true }
+
+// Snapshot implements Directory.
+func (d *Memory) Snapshot() map[string][]Member { return d.c.snapshot() }
+
+// Stats implements Directory: Memory has no lease and no other node.
+func (d *Memory) Stats() Stats { return Stats{Healthy: true} }
+
+// Sync implements Directory: Memory's cache is the directory.
+func (d *Memory) Sync(context.Context) error { return nil }
+
+// Nodes implements Directory: Memory knows no node, not even its own.
+func (d *Memory) Nodes(context.Context) ([]NodeInfo, error) { return nil, nil }
 
 // Close implements Directory.
 func (d *Memory) Close() error {

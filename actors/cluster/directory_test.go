@@ -1,20 +1,18 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
-	"go.uber.org/zap"
+
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/clusterproc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,80 +28,12 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// etcdBinary returns the path of the etcd server, skipping the test when
-// it is not installed outside CI (.ci/run installs Debian's etcd-server).
-func etcdBinary(t testing.TB) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("ETCD_BIN"), "/usr/bin/etcd"} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("etcd not installed; .ci/run installs Debian's etcd-server")
-	}
-	t.Skip("etcd not installed (apt-get install etcd-server)")
-	return ""
-}
-
 // startEtcd runs a one-member etcd on free loopback ports, in its own
 // data directory, and returns its client URL. It is stopped with the test.
+// A missing etcd skips the test, or fails it under CI.
 func startEtcd(t testing.TB) string {
 	t.Helper()
-	bin := etcdBinary(t)
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin,
-		"--name", "test", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer, "--log-level", "error", "--logger", "zap")
-	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			t.Logf("etcd: %s", sc.Text())
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-logDone
-		cmd.Wait()
-	})
-	// Ready when a client can write.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Put(ctx, "/ready", "1")
-		cancel()
-		if err == nil {
-			return client
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd at %s not ready in 30s: %v", client, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return clusterproc.StartEtcd(t).Endpoint()
 }
 
 func newEtcd(t testing.TB, endpoint, node string) *Etcd {
@@ -226,7 +156,13 @@ func TestEtcdAcrossNodes(t *testing.T) {
 	if err := a.Publish(ctx, Publish{Name: "svc", Member: member("a", "ra")}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return regs(b.Members("svc")) == "ra" }, "b sees a's member")
+	// After a Sync, b's cache holds what a wrote before it: no waiting.
+	if err := b.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := regs(b.Members("svc")); got != "ra" {
+		t.Fatalf("b's members of svc right after Sync: %q, want ra", got)
+	}
 	if m, _ := b.Pick("svc"); m.Node != "a" || m.PublicURL != "http://a.example" {
 		t.Fatalf("b picked %+v, want a's member with its public URL", m)
 	}
@@ -306,6 +242,86 @@ func TestEtcdLeaseRegained(t *testing.T) {
 	case m := <-a.Evicted():
 		t.Fatalf("a evicted %+v after its own lease loss", m)
 	default:
+	}
+	eventually(t, 10*time.Second, a.Healthy, "a healthy again under its new lease")
+	if st := a.Stats(); st.Losses != 1 || st.Renewals < 1 || !st.Healthy {
+		t.Fatalf("a's stats after one loss: %+v, want 1 loss, renewals, healthy", st)
+	}
+	if st := b.Stats(); st.Losses != 0 {
+		t.Fatalf("b's stats: %+v, want no loss", st)
+	}
+	// a announced itself again under the new lease.
+	nodes, err := b.Nodes(ctx)
+	if err != nil || len(nodes) != 2 {
+		t.Fatalf("nodes after a's regrant: %+v %v, want a and b", nodes, err)
+	}
+}
+
+// TestEtcdHealthAndSnapshot checks the operator's view of the directory:
+// each node's record, the snapshot of every name, and health that follows
+// the lease's renewals.
+func TestEtcdHealthAndSnapshot(t *testing.T) {
+	ep := startEtcd(t)
+	a, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "a", TTL: 3 * time.Second,
+		PublicURL: "http://127.0.0.1:8081"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// The cluster address is known once the port is bound, after NewEtcd.
+	if err := a.SetClusterAddr("127.0.0.1:7101"); err != nil {
+		t.Fatal(err)
+	}
+	b := newEtcd(t, ep, "b")
+	ctx := context.Background()
+	for _, p := range []Publish{
+		{Name: "x", Member: member("a", "r1")},
+		{Name: "y", Member: member("a", "r2")},
+	} {
+		if err := a.Publish(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Publish(ctx, Publish{Name: "y", Member: member("b", "r3"), Authenticated: true}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(a.Snapshot()["y"]) == 2 }, "a sees y's two members")
+	snap := a.Snapshot()
+	if len(snap) != 2 || regs(snap["x"]) != "r1" || regs(snap["y"]) != "r2,r3" {
+		t.Fatalf("snapshot %+v, want x:r1 and y:r2,r3", snap)
+	}
+	nodes, err := b.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var na NodeInfo
+	for _, n := range nodes {
+		if n.Node == "a" {
+			na = n
+		}
+	}
+	if len(nodes) != 2 || na.ClusterAddr != "127.0.0.1:7101" || na.PublicURL != "http://127.0.0.1:8081" || na.LeaseSince.IsZero() {
+		t.Fatalf("nodes %+v, want a's record with its addresses and lease start", nodes)
+	}
+	if !a.Healthy() || a.Stats().LeaseAge <= 0 {
+		t.Fatalf("a: healthy %v stats %+v, want healthy with a lease age", a.Healthy(), a.Stats())
+	}
+	if mem := NewMemory(); !mem.Healthy() || len(mem.Snapshot()) != 0 {
+		t.Fatal("an empty Memory must be healthy with an empty snapshot")
+	}
+	// A node whose keep-alive stops turns unhealthy within its TTL, and a
+	// closed one at once.
+	c, err := NewEtcd(EtcdConfig{Endpoints: []string{ep}, Node: "c", TTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Healthy() {
+		t.Fatal("c unhealthy right after its grant")
+	}
+	c.abandon()
+	eventually(t, 5*time.Second, func() bool { return !c.Healthy() }, "c unhealthy without renewals")
+	if err := b.Close(); err != nil || b.Healthy() {
+		t.Fatalf("b after Close: err %v healthy %v, want unhealthy", err, b.Healthy())
 	}
 }
 

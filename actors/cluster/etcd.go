@@ -2,12 +2,14 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -30,6 +32,16 @@ type EtcdConfig struct {
 	DialTimeout time.Duration
 	// Logger receives lease losses and watch restarts. Default slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, is the client TLS configuration for etcd (a CA to
+	// verify it, and a client certificate when etcd asks for one).
+	TLS *tls.Config
+	// Username and Password, when Username is set, authenticate to etcd.
+	Username string
+	Password string
+	// ClusterAddr and PublicURL are announced in this node's record
+	// (NodeInfo), under its lease, for the other nodes' status pages.
+	ClusterAddr string
+	PublicURL   string
 }
 
 func (c *EtcdConfig) setDefaults() {
@@ -75,6 +87,12 @@ type Etcd struct {
 	lease     clientv3.LeaseID
 	published map[string]Publish // member key path → what was published
 	closed    bool
+	since     time.Time // when the current lease was granted
+
+	held      atomic.Bool  // the current lease is known to be alive
+	lastRenew atomic.Int64 // unix nanoseconds of the last keep-alive answer (or grant)
+	renewals  atomic.Int64
+	losses    atomic.Int64
 }
 
 // NewEtcd connects to etcd, takes this node's lease, loads the directory
@@ -92,6 +110,9 @@ func NewEtcd(cfg EtcdConfig) (*Etcd, error) {
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: cfg.DialTimeout,
 		Logger:      zap.NewNop(),
+		TLS:         cfg.TLS,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: connect to etcd %v: %w", cfg.Endpoints, err)
@@ -110,6 +131,10 @@ func NewEtcd(cfg EtcdConfig) (*Etcd, error) {
 	}
 	if d.lease, err = d.grant(); err != nil {
 		return fail("grant lease", err)
+	}
+	d.granted()
+	if err := d.announce(d.lease); err != nil {
+		return fail("announce node", err)
 	}
 	rev, err := d.load()
 	if err != nil {
@@ -135,6 +160,110 @@ func (d *Etcd) grant() (clientv3.LeaseID, error) {
 	return resp.ID, nil
 }
 
+// granted records a new live lease.
+func (d *Etcd) granted() {
+	d.mu.Lock()
+	d.since = time.Now()
+	d.mu.Unlock()
+	d.lastRenew.Store(time.Now().UnixNano())
+	d.held.Store(true)
+}
+
+// announce writes this node's record under lease.
+func (d *Etcd) announce(lease clientv3.LeaseID) error {
+	d.mu.Lock()
+	info := NodeInfo{Node: d.cfg.Node, ClusterAddr: d.cfg.ClusterAddr, PublicURL: d.cfg.PublicURL, LeaseSince: d.since}
+	d.mu.Unlock()
+	val, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := d.opCtx()
+	defer cancel()
+	_, err = d.cli.Put(ctx, d.nodesPrefix()+d.cfg.Node, string(val), clientv3.WithLease(lease))
+	return err
+}
+
+// SetClusterAddr sets the cluster address announced in this node's record
+// and writes the record again: the address may be known only once the
+// cluster port is bound, after NewEtcd.
+func (d *Etcd) SetClusterAddr(addr string) error {
+	d.mu.Lock()
+	d.cfg.ClusterAddr = addr
+	lease := d.lease
+	d.mu.Unlock()
+	if err := d.announce(lease); err != nil {
+		return fmt.Errorf("cluster: announce node: %w", err)
+	}
+	return nil
+}
+
+// Healthy implements Directory: the node holds a lease that etcd renewed
+// within the last two thirds of its TTL (the keep-alive renews it every
+// third), so a node cut off from etcd turns unhealthy before its lease
+// can have expired.
+func (d *Etcd) Healthy() bool {
+	if d == nil || !d.held.Load() {
+		return false
+	}
+	return time.Since(time.Unix(0, d.lastRenew.Load())) < d.cfg.TTL*2/3+100*time.Millisecond
+}
+
+// Snapshot implements Directory.
+func (d *Etcd) Snapshot() map[string][]Member { return d.c.snapshot() }
+
+// Stats implements Directory.
+func (d *Etcd) Stats() Stats {
+	st := Stats{Healthy: d.Healthy(), Renewals: d.renewals.Load(), Losses: d.losses.Load()}
+	if d.held.Load() {
+		d.mu.Lock()
+		st.LeaseAge = time.Since(d.since)
+		d.mu.Unlock()
+	}
+	return st
+}
+
+// Sync implements Directory: one linearizable etcd read of the newest
+// member key's revision, then a wait for the watch to deliver up to it.
+// (The store's own revision will not do: writes outside the names, such
+// as node records, advance it without an event on the watch.)
+func (d *Etcd) Sync(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
+	defer cancel()
+	resp, err := d.cli.Get(ctx, d.namesPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return fmt.Errorf("cluster: sync: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	if err := d.caughtUp(ctx, resp.Kvs[0].ModRevision); err != nil {
+		return fmt.Errorf("cluster: sync: %w", err)
+	}
+	return nil
+}
+
+// Nodes implements Directory: the records of the nodes holding a lease,
+// read from etcd (one round trip, bounded by DialTimeout), by node id.
+func (d *Etcd) Nodes(ctx context.Context) ([]NodeInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
+	defer cancel()
+	resp, err := d.cli.Get(ctx, d.nodesPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: read node records: %w", err)
+	}
+	out := make([]NodeInfo, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var n NodeInfo
+		if json.Unmarshal(kv.Value, &n) == nil && n.Node != "" {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func (d *Etcd) nodesPrefix() string           { return d.cfg.Prefix + "m/" }
 func (d *Etcd) namesPrefix() string           { return d.cfg.Prefix + "n/" }
 func (d *Etcd) namePrefix(name string) string { return d.namesPrefix() + name + "/" }
 func (d *Etcd) key(name string, m Member) string {
@@ -353,6 +482,7 @@ func (d *Etcd) Close() error {
 	d.closed = true
 	lease := d.lease
 	d.mu.Unlock()
+	d.held.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.DialTimeout)
 	_, rerr := d.cli.Revoke(ctx, lease)
 	cancel()
@@ -390,6 +520,8 @@ func (d *Etcd) keepAlive() {
 		if err == nil {
 			for range ch {
 				backoff = 100 * time.Millisecond
+				d.lastRenew.Store(time.Now().UnixNano())
+				d.renewals.Add(1)
 			}
 		}
 		if d.ctx.Err() != nil {
@@ -401,6 +533,9 @@ func (d *Etcd) keepAlive() {
 		cancel()
 		if err == nil && ttl.TTL > 0 {
 			continue
+		}
+		if d.held.Swap(false) {
+			d.losses.Add(1)
 		}
 		if err := d.regrant(); err != nil {
 			d.cfg.Logger.Warn("cluster: lease lost; retrying", slog.Any("err", err))
@@ -422,12 +557,16 @@ func (d *Etcd) regrant() error {
 	}
 	d.mu.Lock()
 	d.lease = lease
+	d.since = time.Now()
 	pubs := make(map[string]Publish, len(d.published))
 	for k, p := range d.published {
 		pubs[k] = p
 	}
 	d.mu.Unlock()
 	d.cfg.Logger.Warn("cluster: lease lost and regained; publishing again", slog.Int("members", len(pubs)))
+	if err := d.announce(lease); err != nil {
+		return fmt.Errorf("announce node: %w", err)
+	}
 	for key, p := range pubs {
 		_, err := d.put(d.ctx, p, key, lease)
 		if errors.Is(err, ErrNameTaken) {
@@ -439,6 +578,8 @@ func (d *Etcd) regrant() error {
 			return err
 		}
 	}
+	d.lastRenew.Store(time.Now().UnixNano())
+	d.held.Store(true)
 	return nil
 }
 

@@ -91,6 +91,21 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pending}, "mailbox-pending", "pending actor mailbox (same forms)")
 	fs.Var(mailboxFlag{&cfg.Mailboxes.Pair}, "mailbox-pair", "pair actor mailbox (same forms)")
 
+	g("cluster", "cluster-etcd", "node-id", "cluster-listen", "advertise", "cluster-lease-ttl",
+		"cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "etcd-tls-cert", "etcd-tls-key", "etcd-tls-ca", "etcd-user")
+	clusterEtcd := fs.String("cluster-etcd", "", "comma-separated etcd `endpoints` (host:port or URLs): join the cluster of relays sharing them. Empty: one node")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "`id` of this node in ready events and the Relay-Node header; unique in a cluster, where it is required. Empty: a random id")
+	fs.StringVar(&cfg.ClusterListen, "cluster-listen", "", "`address` of the cluster port, where the other nodes send control messages (port 0: any free port); plaintext only on loopback")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "public `URL` of this node (e.g. https://relay-1.example:8443): servers call back here for dials made here")
+	fs.DurationVar(&cfg.ClusterLeaseTTL, "cluster-lease-ttl", 0, "TTL of the node's etcd lease: how long a dead node's names stay in the directory")
+	fs.StringVar(&cfg.ClusterTLSCertFile, "cluster-tls-cert", "", "PEM certificate `file` of this node for the cluster port (mutual TLS, with -cluster-tls-key and -cluster-tls-ca)")
+	fs.StringVar(&cfg.ClusterTLSKeyFile, "cluster-tls-key", "", "PEM private key `file` for -cluster-tls-cert")
+	fs.StringVar(&cfg.ClusterTLSCAFile, "cluster-tls-ca", "", "PEM CA `file`: the cluster port accepts, and dials, only peers with a certificate from it")
+	fs.StringVar(&cfg.EtcdTLSCertFile, "etcd-tls-cert", "", "PEM client certificate `file` for etcd (with -etcd-tls-key)")
+	fs.StringVar(&cfg.EtcdTLSKeyFile, "etcd-tls-key", "", "PEM private key `file` for -etcd-tls-cert")
+	fs.StringVar(&cfg.EtcdTLSCAFile, "etcd-tls-ca", "", "PEM CA `file` that verifies etcd; any -etcd-tls-* flag turns TLS to etcd on")
+	fs.StringVar(&cfg.EtcdUser, "etcd-user", "", "etcd `user`; the password is read from RELAYNODE_ETCD_PASSWORD only")
+
 	g("admin", "admin-listen", "metrics-per-name", "pprof", "healthcheck")
 	adminListen := fs.String("admin-listen", "", "`address` for /metrics, /healthz, /readyz and /status (off when empty; e.g. 127.0.0.1:9090)")
 	fs.BoolVar(&cfg.MetricsPerName, "metrics-per-name", false, "export one SSE queue depth series per registered name")
@@ -98,6 +113,8 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	healthURL := fs.String("healthcheck", "", "probe `URL` (e.g. http://127.0.0.1:9090/healthz) and exit 0 on a 200, 1 otherwise, without starting a relay: a container HEALTHCHECK with no curl")
 
 	groups.effective = effectiveDefaults()
+	groups.effective["cluster-lease-ttl"] = "5s"
+	groups.effective["node-id"] = "random"
 	fs.Usage = func() { groups.usage(fs) }
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
 		return err
@@ -126,6 +143,11 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 			}
 			cfg.TrustedProxies = append(cfg.TrustedProxies, p)
 		}
+	}
+	if *clusterEtcd != "" {
+		cfg.ClusterEtcd = strings.Split(*clusterEtcd, ",")
+		// Never a flag: a flag's value is in every process listing.
+		cfg.EtcdPassword = os.Getenv(envPrefix + "ETCD_PASSWORD")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -164,6 +186,10 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	log.Info("relay listening", slog.String("addr", ln.Addr().String()), slog.String("scheme", scheme), slog.String("node", node.Stats().NodeID))
 	if cfg.TLSCertFile == "" && !isLoopback(ln.Addr()) {
 		log.Warn("serving plain HTTP on a non-loopback address: names and tokens cross the network in clear; use -tls-cert and -tls-key")
+	}
+	if addr := node.ClusterAddr(); addr != "" {
+		log.Info("cluster listening", slog.String("addr", addr), slog.String("node", node.Stats().NodeID),
+			slog.String("advertise", cfg.Advertise), slog.String("etcd", *clusterEtcd))
 	}
 	if ready != nil {
 		ready <- ln.Addr().String()

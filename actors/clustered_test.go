@@ -1,0 +1,294 @@
+package actors
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clusterlink-relay/relay/actors/cluster"
+	"github.com/clusterlink-relay/relay/wire"
+)
+
+// The engine tests of the cluster run ONE engine, without protoactor's
+// remote (two remote-enabled actor systems in one process fail -race
+// inside the library). A member published for a second node id at this
+// engine's own actor address makes the engine take the whole cross-node
+// path: the Notify travels, in process, to its own peer actor, exactly the
+// message another node would get. Across processes, see
+// relaynode/relaytest/clusterproc.
+
+const testPublic = "http://127.0.0.1:9"
+
+func clusteredEngine(t testing.TB, dir cluster.Directory) *Engine {
+	t.Helper()
+	return newEngine(t, Config{NodeID: "n1", Cluster: &ClusterConfig{Directory: dir, PublicURL: testPublic + "/"}})
+}
+
+// otherNode publishes, for node "n2" at this engine's address, a member of
+// name whose registration id is reg: dials picking it go the cross-node
+// way.
+func otherNode(t testing.TB, e *Engine, dir cluster.Directory, name string, reg wire.Token) {
+	t.Helper()
+	err := dir.Publish(context.Background(), cluster.Publish{Name: name, Authenticated: true,
+		Member: cluster.Member{Node: "n2", Registration: reg.String(), ClusterAddr: e.ClusterAddr(), PublicURL: "http://127.0.0.1:10"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClusterCrossNodeDial runs a cross-node dial end to end: the Notify
+// reaches the holder's listener, whose connect event carries the dialed
+// node's absolute callback URL; the callback is matched by the dialed
+// node's pending dial, and bytes are spliced.
+func TestClusterCrossNodeDial(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := clusteredEngine(t, dir)
+	ctx := context.Background()
+	reg, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "127.0.0.1:1", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := dir.Members("svc"); len(ms) != 1 || ms[0].Node != "n1" || ms[0].Registration != reg.ID.String() ||
+		ms[0].PublicURL != testPublic {
+		t.Fatalf("published %+v, want n1's member %s at %s", ms, reg.ID, testPublic)
+	}
+	// The same registration, as n2 would publish it: the picks alternate
+	// between the local member and the "remote" one.
+	otherNode(t, e, dir, "svc", reg.ID)
+	var cross, local int
+	for i := range 4 {
+		pd, err := e.Dial(ctx, "svc", "cli", "127.0.0.1:2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := nextEvent(t, reg)
+		tok := pd.Token.String()
+		switch ev.Connect.Callback {
+		case testPublic + wire.PathAccept + tok:
+			cross++
+		case wire.PathAccept + tok:
+			local++
+		default:
+			t.Fatalf("dial %d: callback %q, want the relative or the absolute accept URL of %s", i, ev.Connect.Callback, tok)
+		}
+		if ev.Connect.Token != tok || ev.Connect.Client != "cli" || ev.Connect.ClientAddr != "127.0.0.1:2" ||
+			ev.Connect.DeadlineUnixMilli != pd.Deadline.UnixMilli() {
+			t.Fatalf("dial %d: event %+v, want token %s, client cli, deadline %d", i, ev.Connect, tok, pd.Deadline.UnixMilli())
+		}
+		// Another registration's id is refused, and the token survives.
+		if _, err := e.Callback(ctx, pd.Token, wire.NewToken()); status(err) != http.StatusForbidden {
+			t.Fatalf("dial %d: foreign callback: %v, want 403", i, err)
+		}
+		p, err := e.Callback(ctx, pd.Token, reg.ID)
+		if err != nil {
+			t.Fatalf("dial %d: callback: %v", i, err)
+		}
+		if o := pd.Wait(ctx); o.Err != nil || o.Pairing != p {
+			t.Fatalf("dial %d: outcome %+v", i, o)
+		}
+		clientFar, clientNear := tcpPair(t)
+		serverFar, serverNear := tcpPair(t)
+		p.Offer(Client, clientNear, nil)
+		p.Offer(Server, serverNear, nil)
+		go func() {
+			clientFar.Write([]byte("ping"))
+			clientFar.(*net.TCPConn).CloseWrite()
+		}()
+		if got, err := io.ReadAll(serverFar); err != nil || string(got) != "ping" {
+			t.Fatalf("dial %d: server read %q %v", i, got, err)
+		}
+		serverFar.Write([]byte("pong"))
+		serverFar.Close()
+		if got, err := io.ReadAll(clientFar); err != nil || string(got) != "pong" {
+			t.Fatalf("dial %d: client read %q %v", i, got, err)
+		}
+		clientFar.Close()
+		if _, err := e.Callback(ctx, pd.Token, reg.ID); status(err) != http.StatusGone {
+			t.Fatalf("dial %d: replay: %v, want 410", i, err)
+		}
+	}
+	if cross != 2 || local != 2 {
+		t.Fatalf("cross %d local %d, want 2 each (round robin over both nodes' members)", cross, local)
+	}
+	waitLive(t, e, KindPair, 0)
+	waitLive(t, e, KindPending, 0)
+	st, ok := e.ClusterStats()
+	if !ok || st.CrossDials != 2 || st.Notified != 2 || st.Peers["n2"].Sent != 2 || st.Peers["n2"].Failed != 0 {
+		t.Fatalf("cluster stats %+v, want 2 cross-node dials, 2 notified, 2 sends to n2", st)
+	}
+	if es := e.Stats(); es.ForeignToken != 4 || es.Spliced != 4 {
+		t.Fatalf("engine stats: foreign %d spliced %d, want 4 and 4", es.ForeignToken, es.Spliced)
+	}
+}
+
+// TestClusterNotifyRefusals checks the holder's refusals as the dialing
+// client sees them: a registration the holder does not hold is 502 and
+// counted, a full queue 503, as on one node.
+func TestClusterNotifyRefusals(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := newEngine(t, Config{NodeID: "n1", Limits: Limits{EventQueue: 1},
+		Cluster: &ClusterConfig{Directory: dir, PublicURL: testPublic}})
+	ctx := context.Background()
+	otherNode(t, e, dir, "gone", wire.NewToken())
+	pd, err := e.Dial(ctx, "gone", "", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := pd.Wait(ctx)
+	if status(o.Err) != http.StatusBadGateway || !strings.Contains(o.Err.Error(), "registration ended") {
+		t.Fatalf("dial to a registration the holder lacks: %v, want 502 registration ended", o.Err)
+	}
+	reg, err := e.Register(ctx, RegisterRequest{Name: "full", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the "remote" member: withdraw the local one from the
+	// directory, keep the registration.
+	if err := dir.Withdraw(ctx, "full", cluster.Member{Node: "n1", Registration: reg.ID.String()}); err != nil {
+		t.Fatal(err)
+	}
+	otherNode(t, e, dir, "full", reg.ID)
+	first, err := e.Dial(ctx, "full", "", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextWait := time.Now().Add(2 * time.Second)
+	for reg.Queued() != 1 && time.Now().Before(nextWait) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	second, err := e.Dial(ctx, "full", "", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := second.Wait(ctx); status(o.Err) != http.StatusServiceUnavailable || !strings.Contains(o.Err.Error(), "queue full") {
+		t.Fatalf("dial to a full queue across nodes: %v, want 503 listener queue full", o.Err)
+	}
+	first.Cancel()
+	st, _ := e.ClusterStats()
+	if st.NotifyRefused != 1 || st.Notified != 1 || st.CrossDials != 3 {
+		t.Fatalf("cluster stats %+v, want 1 refused notify, 1 notified, 3 cross-node dials", st)
+	}
+	if e.Stats().QueueFull != 1 {
+		t.Fatalf("queue full %d, want 1", e.Stats().QueueFull)
+	}
+}
+
+// TestClusterRegisterPublishes checks the directory side of registration:
+// 409 for a name another node holds, withdrawal when a registration ends,
+// and Replaces taking over another node's member.
+func TestClusterRegisterPublishes(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := clusteredEngine(t, dir)
+	ctx := context.Background()
+	held := wire.NewToken()
+	if err := dir.Publish(ctx, cluster.Publish{Name: "taken",
+		Member: cluster.Member{Node: "n2", Registration: held.String(), ClusterAddr: "127.0.0.1:1", PublicURL: "http://n2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Register(ctx, RegisterRequest{Name: "taken"}); status(err) != http.StatusConflict {
+		t.Fatalf("unauthenticated registration of n2's name: %v, want 409", err)
+	}
+	if got := e.Stats().Kinds[KindListener].Live; got != 0 {
+		t.Fatalf("%d listeners after a refused registration, want 0", got)
+	}
+	// A reconnect presenting n2's registration id takes it over.
+	reg, err := e.Register(ctx, RegisterRequest{Name: "taken", Replaces: held})
+	if err != nil {
+		t.Fatalf("takeover: %v", err)
+	}
+	if ms := dir.Members("taken"); len(ms) != 1 || ms[0].Node != "n1" || ms[0].Registration != reg.ID.String() {
+		t.Fatalf("members after takeover %+v, want only n1's", ms)
+	}
+	reg.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for len(dir.Members("taken")) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("members %+v 3s after the registration ended, want none", dir.Members("taken"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := e.Dial(ctx, "taken", "", "127.0.0.1:2"); status(err) != http.StatusNotFound {
+		t.Fatalf("dial after withdrawal: %v, want 404", err)
+	}
+	st, _ := e.ClusterStats()
+	var publishes, withdraws uint64
+	for _, op := range st.Ops {
+		var n uint64
+		for _, c := range op.Latency.Counts {
+			n += c
+		}
+		switch op.Op {
+		case "publish":
+			publishes = n
+		case "withdraw":
+			withdraws = n
+		}
+	}
+	if publishes != 2 || withdraws != 1 {
+		t.Fatalf("directory ops: %d publishes, %d withdraws; want 2 and 1", publishes, withdraws)
+	}
+}
+
+func TestClusterConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{NodeID: "n1", Cluster: &ClusterConfig{PublicURL: testPublic}}, "Directory is nil"},
+		{Config{NodeID: "n1", Cluster: &ClusterConfig{Directory: cluster.NewMemory(), PublicURL: "/relative"}}, "not an absolute"},
+		{Config{Cluster: &ClusterConfig{Directory: cluster.NewMemory(), PublicURL: testPublic}}, "needs a NodeID"},
+		{Config{NodeID: "n1", Cluster: &ClusterConfig{Directory: cluster.NewMemory(), PublicURL: testPublic, Listen: "nope"}}, "Cluster.Listen"},
+	} {
+		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", c.cfg.Cluster, err, c.want)
+		}
+	}
+}
+
+// TestClusterNotifyFailover checks a dial whose Notify cannot be
+// delivered: it moves to another member of the name, the failed node is
+// avoided by the dials after it, and no dial fails.
+func TestClusterNotifyFailover(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := clusteredEngine(t, dir)
+	ctx := context.Background()
+	reg, err := e.Register(ctx, RegisterRequest{Name: "svc", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// n3 "died": its member is still listed, at an address nothing
+	// answers (no remote runs in this test, so it is a dead letter).
+	if err := dir.Publish(ctx, cluster.Publish{Name: "svc", Authenticated: true,
+		Member: cluster.Member{Node: "n3", Registration: wire.NewToken().String(), ClusterAddr: "127.0.0.1:1", PublicURL: "http://127.0.0.1:11"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		pd, err := e.Dial(ctx, "svc", "", "127.0.0.1:2")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		ev := nextEvent(t, reg)
+		if ev.Connect.Token != pd.Token.String() {
+			t.Fatalf("dial %d: event for %s, want %s", i, ev.Connect.Token, pd.Token)
+		}
+		p, err := e.Callback(ctx, pd.Token, reg.ID)
+		if err != nil {
+			t.Fatalf("dial %d: callback with the live registration: %v", i, err)
+		}
+		if o := pd.Wait(ctx); o.Pairing != p {
+			t.Fatalf("dial %d: outcome %+v", i, o)
+		}
+		p.Abort(Server)
+	}
+	st, _ := e.ClusterStats()
+	if st.Peers["n3"].Failed != 1 || st.Peers["n3"].Sent != 1 {
+		t.Fatalf("sends to n3 %+v, want one, failed, then n3 avoided", st.Peers["n3"])
+	}
+	if st.Peers["n1"].Sent != 1 {
+		t.Fatalf("sends to n1 (its own peer actor) %+v, want the one retargeted dial", st.Peers["n1"])
+	}
+}

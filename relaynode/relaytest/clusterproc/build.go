@@ -1,0 +1,89 @@
+package clusterproc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RelayPackage is the import path of the relaynode binary Binary builds.
+const RelayPackage = "github.com/clusterlink-relay/relay/relaynode/cmd/relaynode"
+
+// BuildBound bounds the build of the relaynode binary (a cold -race build
+// on a small machine takes a while).
+const BuildBound = 5 * time.Minute
+
+// built is the relaynode binary of this test binary, built once.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// Race reports whether Binary builds the relaynode binary with -race:
+// when this test binary is race-built. A relaynode with remote on is one
+// actor system with remote in its process, which is race clean (it is
+// two such systems in one process that fail -race inside protoactor), so
+// the cluster tests keep the suite's race bar for the nodes too; a race
+// a node reports fails the test (see StartNode).
+const Race = raceBuilt
+
+// Binary builds the relaynode binary, once per test binary, into a
+// temporary directory that Main removes, and returns its path. A failed
+// build fails every test that asks.
+func Binary(t testing.TB) string {
+	t.Helper()
+	built.once.Do(func() {
+		built.dir, built.err = os.MkdirTemp("", "clusterproc-")
+		if built.err != nil {
+			built.err = fmt.Errorf("build relaynode: %w", built.err)
+			return
+		}
+		built.bin = filepath.Join(built.dir, "relaynode")
+		args := []string{"build", "-o", built.bin}
+		if Race {
+			args = append(args, "-race")
+		}
+		args = append(args, RelayPackage)
+		ctx, cancel := context.WithTimeout(context.Background(), BuildBound)
+		defer cancel()
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go %v (%v): %w\n%s", args, time.Since(start).Round(time.Millisecond), err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatalf("clusterproc: %v", built.err)
+	}
+	return built.bin
+}
+
+// TestingM is what Main wraps and returns: the Run of a *testing.M, and
+// what goleak.VerifyTestMain takes.
+type TestingM interface{ Run() int }
+
+// Main wraps m so that its Run, once the tests have run, removes the
+// relaynode binary Binary built:
+//
+//	func TestMain(m *testing.M) { goleak.VerifyTestMain(clusterproc.Main(m)) }
+func Main(m TestingM) TestingM { return mainM{m} }
+
+type mainM struct{ m TestingM }
+
+// Run runs the tests, then removes the built binary.
+func (w mainM) Run() int {
+	code := w.m.Run()
+	if built.dir != "" {
+		if err := os.RemoveAll(built.dir); err != nil {
+			fmt.Fprintf(os.Stderr, "clusterproc: remove %s: %v\n", built.dir, err)
+		}
+	}
+	return code
+}
