@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -97,7 +98,7 @@ func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err e
 		for _, n := range nodes {
 			errs = append(errs, n.stop(terminate, 15*time.Second))
 		}
-		errs = append(errs, etcd.stop(terminate, 10*time.Second))
+		errs = append(errs, stopEtcd(etcd))
 		err = errors.Join(errs...)
 	}()
 	var addrs []string
@@ -435,6 +436,19 @@ func startEtcdProc(ctx context.Context, flagBin, dataDir string) (*proc, string,
 			return nil, "", errors.Join(fmt.Errorf("etcd at %s not healthy within %v", client, etcdStartTimeout), p.stop(nil, 5*time.Second))
 		}
 	}
+}
+
+// stopEtcd stops etcd with SIGTERM. etcd exits by the signal, which is no
+// error here; one that does not exit in time is.
+func stopEtcd(p *proc) error {
+	err := p.stop(terminate, 10*time.Second)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			return nil
+		}
+	}
+	return err
 }
 
 // waitReady waits, bounded, until the relay's admin listener answers
