@@ -130,27 +130,34 @@ func TestNodeLoss(t *testing.T) {
 	goneBound := leaseTTL + 5*time.Second
 	var probes sync.WaitGroup
 	gone404 := make([]time.Duration, 2)
+	gone503 := make([]int, 2)
+	goneSlowest := make([]time.Duration, 2)
 	goneErr := make([]error, 2)
 	for i, from := range c.nodes[:2] {
 		probes.Add(1)
 		go func() {
 			defer probes.Done()
-			gone404[i], goneErr[i] = awaitGone(from.URL, "gone", killed, goneBound)
+			gone404[i], gone503[i], goneSlowest[i], goneErr[i] = awaitGone(from.URL, "gone", killed, goneBound)
 		}()
 	}
 	// The listener with two URLs moves to n1: reachable again via n2.
 	var moved time.Duration
 	var movedErr error
+	movedFails := map[int]int{}    // failed pings before the first success, by status
+	var movedSlowest time.Duration // the slowest of them
 	probes.Add(1)
 	go func() {
 		defer probes.Done()
 		d := dialer(n2.URL, "probe")
 		deadline := killed.Add(leaseTTL + 10*time.Second)
 		for time.Now().Before(deadline) {
+			start := time.Now()
 			if movedErr = pingVia(d, "moving"); movedErr == nil {
 				moved = time.Since(killed)
 				return
 			}
+			movedFails[status(movedErr)]++
+			movedSlowest = max(movedSlowest, time.Since(start))
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
@@ -167,13 +174,13 @@ func TestNodeLoss(t *testing.T) {
 		if goneErr[i] != nil {
 			t.Errorf("gone via %s: %v", from.ID, goneErr[i])
 		} else {
-			t.Logf("FAILOVER kill→404 of the dead node's name via %s: %v", from.ID, gone404[i].Round(time.Millisecond))
+			t.Logf("FAILOVER kill→404 of the dead node's name via %s: %v (%d × 503 before it, the slowest answered in %v)", from.ID, gone404[i].Round(time.Millisecond), gone503[i], goneSlowest[i].Round(time.Millisecond))
 		}
 	}
 	if moved == 0 {
 		t.Errorf("moving (relay list n3,n1) not reachable via n2 within %v of the kill: %v", leaseTTL+10*time.Second, movedErr)
 	} else {
-		t.Logf("FAILOVER kill→reachable of the listener with two relay URLs: %v", moved.Round(time.Millisecond))
+		t.Logf("FAILOVER kill→reachable of the listener with two relay URLs: %v (failed pings before, by status: %v, the slowest answered in %v)", moved.Round(time.Millisecond), movedFails, movedSlowest.Round(time.Millisecond))
 	}
 	for _, k := range survivors {
 		k.check(t)
@@ -187,41 +194,42 @@ func TestNodeLoss(t *testing.T) {
 }
 
 // awaitGone dials name through the relay at url until it answers 404,
-// within bound of killed, and returns the time from killed to that 404.
+// within bound of killed, and returns the time from killed to that 404
+// and the number of 503s before it and the longest any dial took.
 // Before it, only 503 is allowed, each dial answered within dialBound: a
 // success, another status or a dial that times out is an error. Three
 // more dials after the first 404 must be 404 too.
-func awaitGone(url, name string, killed time.Time, bound time.Duration) (time.Duration, error) {
+func awaitGone(url, name string, killed time.Time, bound time.Duration) (after time.Duration, n503 int, slowest time.Duration, err error) {
 	d := dialer(url, "probe")
 	deadline := killed.Add(bound)
-	var n503 int
 	for time.Now().Before(deadline) {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), dialBound)
 		conn, err := d.DialContext(ctx, "tcp", name)
 		cancel()
 		took := time.Since(start)
+		slowest = max(slowest, took)
 		if err == nil {
 			// A stale listing might still reach a live callback; the
 			// server behind name is dead, so this is wrong.
 			conn.Close()
-			return 0, fmt.Errorf("dial succeeded %v after the kill", time.Since(killed))
+			return 0, n503, slowest, fmt.Errorf("dial succeeded %v after the kill", time.Since(killed))
 		}
 		switch status(err) {
 		case http.StatusNotFound:
 			at := time.Since(killed)
 			for range 3 {
 				if err := pingVia(d, name); status(err) != http.StatusNotFound {
-					return 0, fmt.Errorf("404 at %v, then: %v", at, err)
+					return 0, n503, slowest, fmt.Errorf("404 at %v, then: %v", at, err)
 				}
 			}
-			return at, nil
+			return at, n503, slowest, nil
 		case http.StatusServiceUnavailable:
 			n503++
 		default:
-			return 0, fmt.Errorf("dial after %v answered in %v: %v; want 404 or 503", time.Since(killed), took, err)
+			return 0, n503, slowest, fmt.Errorf("dial after %v answered in %v: %v; want 404 or 503", time.Since(killed), took, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("no 404 within %v of the kill (%d × 503)", bound, n503)
+	return 0, n503, slowest, fmt.Errorf("no 404 within %v of the kill (%d × 503)", bound, n503)
 }

@@ -57,6 +57,8 @@ type options struct {
 	relayBin   string        // -relay-bin: a built relaynode to spawn instead of building one
 	targets    []string      // -targets: the spawn mode's paths, from spawnTargetNames
 	pause      time.Duration // -pause: the spawn mode's wait before measuring
+	cluster    bool          // -cluster: two relay nodes sharing an etcd, same node against cross node
+	etcdBin    string        // -etcd-bin: the etcd server the cluster mode runs
 	notes      []string      // for the report: what the flags changed
 }
 
@@ -117,8 +119,11 @@ const usageHead = `Usage: relaybench [flags]
 Measures a clusterlink relay against a direct TCP baseline and a bare splice
 proxy in the same run, and prints each figure beside its target. With -spawn
 it measures the deployment: the relaynode binary, the servers and the proxy
-each in its own process (the recipe of docs/BENCHMARKS.md). Otherwise, and
-without -relay, it starts a relay in process on 127.0.0.1:0 (for profiling).
+each in its own process (the recipe of docs/BENCHMARKS.md). With -cluster it
+measures a cluster: two relaynode processes sharing an etcd, a dial through
+the node that holds the name against one through the other node. Otherwise,
+and without -relay, it starts a relay in process on 127.0.0.1:0 (for
+profiling).
 
 Modes (-mode, comma-separated, or all):
   latency    sequential dial, 1-byte echo, close: p50/p99/p999/mean for direct,
@@ -134,6 +139,7 @@ Modes (-mode, comma-separated, or all):
 Examples:
   go run ./benchmarks/cmd/relaybench -spawn -out /tmp/rb
   go run ./benchmarks/cmd/relaybench -spawn -relay-flags '-mailbox-pending bounded:64' -mode rate -conc 32
+  go run ./benchmarks/cmd/relaybench -cluster -out /tmp/rb
   go run ./benchmarks/cmd/relaybench -quick -out /tmp/rb
   go run ./benchmarks/cmd/relaybench -mode latency,rate -conc 1,32 -duration 5s
   go run ./benchmarks/cmd/relaybench -relay 127.0.0.1:8080 -admin 127.0.0.1:9090
@@ -165,6 +171,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.pause, "pause", 0, "with -spawn, wait this long after the processes start (their pids are on stderr)\nbefore measuring: time to attach strace or perf")
 	relayFlags := fs.String("relay-flags", "", "extra `flags` for the spawned relaynode, space-separated (with -spawn)")
 	fs.StringVar(&o.relayBin, "relay-bin", "", "a built relaynode `binary` to spawn instead of building one (with -spawn)")
+	fs.BoolVar(&o.cluster, "cluster", false, "measure a cluster: an etcd and two relaynode processes sharing it, the echo server\nregistered at the first; same-node against cross-node dial latency and rate (modes latency\nand rate; -mode all is both)")
+	fs.StringVar(&o.etcdBin, "etcd-bin", "", "the etcd server `binary` of -cluster (default $ETCD_BIN, /usr/bin/etcd, or etcd on $PATH)")
 	targets := fs.String("targets", strings.Join(spawnTargetNames, ","), "the spawn mode's `paths`, comma-separated: direct, proxy, cold, warm (a subset is for profiling one path)")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
@@ -192,11 +200,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return options{}, errors.New("-admin needs -relay: the in-process relay is measured directly")
 	}
 	o.command = commandLine(args)
+	if o.cluster {
+		return clusterOptions(o, *mode, *relayFlags)
+	}
+	if o.etcdBin != "" {
+		return options{}, errors.New("-etcd-bin needs -cluster")
+	}
 	if o.spawn {
 		return spawnOptions(o, *mode, *relayFlags, *targets)
 	}
 	if *relayFlags != "" || o.relayBin != "" {
-		return options{}, errors.New("-relay-flags and -relay-bin need -spawn")
+		return options{}, errors.New("-relay-flags and -relay-bin need -spawn or -cluster")
 	}
 	if o.relay != "" && slices.Contains(o.modes, "stalled") {
 		return options{}, errors.New("stalled mode needs the in-process relay (it sets the relay's socket buffers): drop -relay")
@@ -276,6 +290,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := os.MkdirAll(o.out, 0o755); err != nil {
 			return fmt.Errorf("create -out directory: %w", err)
 		}
+	}
+	if o.cluster {
+		return runCluster(ctx, o, stdout, stderr)
 	}
 	if o.spawn {
 		return runSpawn(ctx, o, stdout, stderr)

@@ -1,0 +1,549 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// The cluster mode's targets: both dial the one echo server, registered
+// at node 1, through node 1 (same node) or node 2 (cross node: the dial
+// is notified to node 1 over the cluster port, and the server calls back
+// to node 2, which splices).
+const (
+	targetSameNode  = "same node"
+	targetCrossNode = "cross node"
+)
+
+// goalCrossP50 and goalCrossP50Stretch bound the cross-node dial's p50 as
+// a multiple of the same-node dial's in the same run: the cross-node dial
+// adds one control message between nodes and no byte copy.
+const (
+	goalCrossP50        = 1.3
+	goalCrossP50Stretch = 1.2
+)
+
+// clusterNodes is how many relay nodes the cluster mode starts.
+const clusterNodes = 2
+
+// clusterLeaseTTL is the nodes' lease in the cluster mode: short, since
+// nothing is killed, but above the renewal jitter of a loaded machine.
+const clusterLeaseTTL = "5s"
+
+// clusterRun is the cluster mode's state and results; it is also what
+// cluster.json holds.
+type clusterRun struct {
+	Command  string             `json:"command"`
+	Machine  machine            `json:"machine"`
+	PIDs     map[string]int     `json:"pids"`
+	Latency  []latencyRun       `json:"latency,omitempty"`
+	Rate     []rateStats        `json:"rate,omitempty"`
+	Checks   []spawnCheck       `json:"checks"`
+	Errors   map[string]int64   `json:"errors"`
+	Warnings []string           `json:"relay_warnings,omitempty"`
+	Seconds  map[string]float64 `json:"mode_seconds"`
+
+	opt options
+	sz  sizes
+}
+
+// runCluster is the cluster mode: an etcd, two relay nodes sharing it and
+// the echo server each in its own process, the probe in this one. It
+// measures the same-node and the cross-node dial, interleaved.
+func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
+	s := &clusterRun{
+		Command: o.command, Machine: describeMachine(),
+		PIDs: map[string]int{}, Errors: map[string]int64{}, Seconds: map[string]float64{},
+		opt: o, sz: o.sizes(),
+	}
+	prog := newProgress(stderr)
+	dir, err := os.MkdirTemp("", "relaybench-cluster-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	bin := o.relayBin
+	if bin == "" {
+		prog.step("cluster: go build %s", relayPkg)
+		if bin, err = buildRelay(ctx, dir); err != nil {
+			return err
+		}
+	}
+	prog.step("cluster: starting etcd")
+	etcd, endpoint, err := startEtcdProc(ctx, o.etcdBin, filepath.Join(dir, "etcd"))
+	if err != nil {
+		return err
+	}
+	s.PIDs["etcd"] = etcd.pid()
+	var nodes []*proc
+	var servers *proc
+	defer func() {
+		errs := []error{err, servers.stop(nil, 5*time.Second)}
+		for _, n := range nodes {
+			errs = append(errs, n.stop(terminate, 15*time.Second))
+		}
+		errs = append(errs, stopEtcd(etcd))
+		err = errors.Join(errs...)
+	}()
+	var addrs []string
+	for i := range clusterNodes {
+		id := "n" + strconv.Itoa(i+1)
+		ports, err := freePorts(2)
+		if err != nil {
+			return err
+		}
+		relayAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		flags := append([]string{
+			"-listen", relayAddr,
+			"-cluster-etcd", endpoint,
+			"-node-id", id,
+			"-cluster-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
+			"-advertise", "http://" + relayAddr,
+			"-cluster-lease-ttl", clusterLeaseTTL,
+		}, o.relayFlags...)
+		p, addr, admin, err := startRelayProc(bin, flags)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", id, err)
+		}
+		nodes = append(nodes, p)
+		s.PIDs[id] = p.pid()
+		if err := waitReady(ctx, admin); err != nil {
+			return fmt.Errorf("node %s: %w", id, err)
+		}
+		addrs = append(addrs, addr)
+		prog.step("cluster: node %s pid %d on %s", id, p.pid(), addr)
+	}
+	prefix := "relaybench-" + randomID()
+	servers, _, err = startChild(roleServers, childRelayEnv+"="+addrs[0], childPrefixEnv+"="+prefix, childWarmEnv+"=0")
+	if err != nil {
+		return err
+	}
+	s.PIDs["servers"] = servers.pid()
+	targets := []target{
+		{targetSameNode, relayDialer(newDialer(addrs[0]), prefix+"-echo")},
+		{targetCrossNode, relayDialer(newDialer(addrs[1]), prefix+"-echo")},
+	}
+	// Node 2 learns the name from its watch of the directory, soon after
+	// node 1 published it: wait for the first cross-node round trip.
+	if err := untilRoundTrip(ctx, targets[1], 10*time.Second); err != nil {
+		return err
+	}
+
+	var errs []error
+	for _, m := range o.modes {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("interrupted before %s: %w", m, ctx.Err()))
+			break
+		}
+		start := time.Now()
+		s.Errors[m] += 0
+		var merr error
+		switch m {
+		case "latency":
+			merr = s.latency(ctx, prog, targets)
+		case "rate":
+			merr = s.rate(ctx, prog, targets)
+		}
+		s.Seconds[m] = time.Since(start).Seconds()
+		if merr != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m, merr))
+			s.Errors[m]++
+		}
+	}
+	prog.done()
+	for i, n := range nodes {
+		stopErr := n.stop(terminate, 15*time.Second)
+		if c, first, _ := n.log.summary(); c > 0 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("node n%d: %d warning or error lines", i+1, c))
+			s.Warnings = append(s.Warnings, first...)
+		}
+		errs = append(errs, stopErr)
+	}
+	nodes = nil
+	s.checks()
+	s.report(stdout)
+	if o.out != "" {
+		if werr := s.write(o.out); werr != nil {
+			errs = append(errs, werr)
+		} else {
+			fmt.Fprintf(stdout, "\nwrote %s\n", filepath.Join(o.out, "cluster.json"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// latency interleaves blocks of sequential round trips on both targets.
+func (s *clusterRun) latency(ctx context.Context, prog *progress, ts []target) error {
+	if err := latencyWarmUp(ctx, prog, ts, s.sz.latencyWarmup); err != nil {
+		return err
+	}
+	samples, errs, first, err := latencySamples(ctx, prog, ts, s.sz.latencyDials,
+		fmt.Sprintf("latency: %d sequential dials per target, interleaved", s.sz.latencyDials))
+	if err != nil {
+		return err
+	}
+	for i, t := range ts {
+		s.Latency = append(s.Latency, latencyRun{Target: t.name, latencyStats: summarize(samples[i], errs[i]), FirstError: first[i]})
+		s.Errors["latency"] += int64(errs[i])
+	}
+	return nil
+}
+
+// rate runs dial/echo/close loops at each concurrency, the targets taking
+// turns slice by slice; each figure is the median slice.
+func (s *clusterRun) rate(ctx context.Context, prog *progress, ts []target) error {
+	slice := s.sz.rateFor / time.Duration(s.sz.rateSlices)
+	for _, c := range s.sz.conc {
+		runs := make([]rateStats, len(ts))
+		for i, t := range ts {
+			runs[i] = rateStats{Target: t.name, Concurrency: c}
+		}
+		for sl := range s.sz.rateSlices {
+			for i, t := range ts {
+				label := fmt.Sprintf("rate: %s, c=%d, slice %d/%d", t.name, c, sl+1, s.sz.rateSlices)
+				prog.step("%s, %v", label, slice)
+				runs[i].add(measureRate(ctx, t.name, t.dial, c, slice, prog, label))
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range runs {
+			runs[i].PerSecond = median(runs[i].Slices)
+			s.Errors["rate"] += runs[i].Errors
+		}
+		s.Rate = append(s.Rate, runs...)
+	}
+	return nil
+}
+
+// lat returns target's latency run, if measured.
+func (s *clusterRun) lat(target string) (latencyRun, bool) {
+	for _, r := range s.Latency {
+		if r.Target == target {
+			return r, r.N > 0
+		}
+	}
+	return latencyRun{}, false
+}
+
+// rateOf returns target's dials per second at c, or NaN.
+func (s *clusterRun) rateOf(target string, c int) float64 {
+	for _, r := range s.Rate {
+		if r.Target == target && r.Concurrency == c {
+			return r.PerSecond
+		}
+	}
+	return math.NaN()
+}
+
+// checks evaluates the cluster targets: cross-node p50 against same-node
+// p50, at the target and at the stretch.
+func (s *clusterRun) checks() {
+	v := math.NaN()
+	same, ok1 := s.lat(targetSameNode)
+	cross, ok2 := s.lat(targetCrossNode)
+	if ok1 && ok2 {
+		v = div(cross.P50US, same.P50US)
+	}
+	for _, g := range []struct {
+		name string
+		lim  float64
+	}{{"cross-node dial p50", goalCrossP50}, {"cross-node dial p50 (stretch)", goalCrossP50Stretch}} {
+		s.Checks = append(s.Checks, spawnCheck{
+			Metric: g.name, Goal: fmt.Sprintf("≤ %.1f× same node", g.lim),
+			Value: v, Shown: ratio(v), Met: !math.IsNaN(v) && v <= g.lim,
+		})
+	}
+}
+
+// report prints the table of both targets and their ratio, then the
+// targets and errors.
+func (s *clusterRun) report(w io.Writer) {
+	fmt.Fprintf(w, "relaybench -cluster: %d relaynode processes sharing one etcd (pids n1 %d, n2 %d, etcd %d), servers pid %d; %s, %d CPUs, %s\n",
+		clusterNodes, s.PIDs["n1"], s.PIDs["n2"], s.PIDs["etcd"], s.PIDs["servers"], s.Machine.GoVersion, s.Machine.NumCPU, runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Fprintf(w, "the echo server is registered at n1; same node dials n1, cross node dials n2\ncommand: %s\n\n", s.Command)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tsame node\tcross node\tcross/same\t")
+	row := func(metric string, a, b float64, f func(float64) string) {
+		cell := func(v float64) string {
+			if math.IsNaN(v) {
+				return "—"
+			}
+			return f(v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", metric, cell(a), cell(b), ratio(div(b, a)))
+	}
+	get := func(t string, f func(latencyRun) float64) float64 {
+		if r, ok := s.lat(t); ok {
+			return f(r)
+		}
+		return math.NaN()
+	}
+	if len(s.Latency) > 0 {
+		for _, q := range []struct {
+			name string
+			f    func(latencyRun) float64
+		}{
+			{"latency p50", func(r latencyRun) float64 { return r.P50US }},
+			{"latency p99", func(r latencyRun) float64 { return r.P99US }},
+			{"latency p999", func(r latencyRun) float64 { return r.P999US }},
+		} {
+			row(q.name, get(targetSameNode, q.f), get(targetCrossNode, q.f), fmtUS)
+		}
+	}
+	if len(s.Rate) > 0 {
+		for _, c := range s.sz.conc {
+			row(fmt.Sprintf("rate c=%d (dials/s)", c), s.rateOf(targetSameNode, c), s.rateOf(targetCrossNode, c), fmtRate)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\ntargets:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range s.Checks {
+		status := "met"
+		switch {
+		case math.IsNaN(c.Value):
+			status = "not measured"
+		case !c.Met:
+			status = "MISSED"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", c.Metric, c.Goal, c.Shown, status)
+	}
+	tw.Flush()
+	var total int64
+	var parts []string
+	for _, m := range clusterModes {
+		if v, ok := s.Errors[m]; ok {
+			total += v
+			parts = append(parts, fmt.Sprintf("%s %d", m, v))
+		}
+	}
+	fmt.Fprintf(w, "\nerrors: %d (%s)\n", total, strings.Join(parts, ", "))
+	for _, r := range s.Latency {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  latency %s: %s\n", r.Target, r.FirstError)
+		}
+	}
+	for _, r := range s.Rate {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  rate %s c=%d: %s\n", r.Target, r.Concurrency, r.FirstError)
+		}
+	}
+	for _, x := range s.Warnings {
+		fmt.Fprintf(w, "relay log: %s\n", x)
+	}
+}
+
+// write writes cluster.json into dir. NaNs become nulls.
+func (s *clusterRun) write(dir string) error {
+	for i := range s.Checks {
+		if math.IsNaN(s.Checks[i].Value) {
+			s.Checks[i].Value = 0
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode cluster.json: %w", err)
+	}
+	path := filepath.Join(dir, "cluster.json")
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// clusterModes are the modes the cluster mode runs, in order.
+var clusterModes = []string{"latency", "rate"}
+
+// etcdBinary returns the etcd server to run: the -etcd-bin flag, $ETCD_BIN,
+// /usr/bin/etcd (Debian's etcd-server) or etcd on $PATH.
+func etcdBinary(flag string) (string, error) {
+	for _, p := range []string{flag, os.Getenv("ETCD_BIN"), "/usr/bin/etcd"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("etcd"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("etcd not found: install Debian's etcd-server (apt-get install etcd-server) or pass -etcd-bin")
+}
+
+// etcdStartTimeout bounds how long etcd may take to serve.
+const etcdStartTimeout = 30 * time.Second
+
+// startEtcdProc runs a one-member etcd bound to loopback on free ports
+// with its data in dataDir, and returns it once it answers its health
+// endpoint, with its client endpoint.
+func startEtcdProc(ctx context.Context, flagBin, dataDir string) (*proc, string, error) {
+	bin, err := etcdBinary(flagBin)
+	if err != nil {
+		return nil, "", err
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return nil, "", err
+	}
+	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
+	cmd := exec.Command(bin,
+		"--name", "relaybench", "--data-dir", dataDir,
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "relaybench="+peer)
+	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+runtime.GOARCH)
+	p, err := startProc("etcd", cmd, newProcLog())
+	if err != nil {
+		return nil, "", err
+	}
+	deadline := time.Now().Add(etcdStartTimeout)
+	for {
+		if ok, _ := httpOK(ctx, client+"/health"); ok {
+			return p, client, nil
+		}
+		select {
+		case <-p.done:
+			_, _, tail := p.log.summary()
+			return nil, "", fmt.Errorf("etcd exited at start: %v; stderr: %s", p.err, strings.Join(tail, " | "))
+		case <-ctx.Done():
+			return nil, "", errors.Join(ctx.Err(), p.stop(nil, 5*time.Second))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, "", errors.Join(fmt.Errorf("etcd at %s not healthy within %v", client, etcdStartTimeout), p.stop(nil, 5*time.Second))
+		}
+	}
+}
+
+// stopEtcd stops etcd with SIGTERM. etcd exits by the signal, which is no
+// error here; one that does not exit in time is.
+func stopEtcd(p *proc) error {
+	err := p.stop(terminate, 10*time.Second)
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+			return nil
+		}
+	}
+	return err
+}
+
+// waitReady waits, bounded, until the relay's admin listener answers
+// /readyz 200: the node holds its cluster lease.
+func waitReady(ctx context.Context, admin string) error {
+	deadline := time.Now().Add(childStartTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := httpOK(ctx, "http://"+admin+"/readyz")
+		if ok {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("/readyz at %s not 200 within %v: %v", admin, childStartTimeout, last)
+}
+
+// untilRoundTrip retries a round trip on t until one succeeds, for at
+// most bound.
+func untilRoundTrip(ctx context.Context, t target, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	for {
+		_, err := roundTrip(ctx, t.dial)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s: no round trip within %v: %w", t.name, bound, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// httpOK reports whether a GET of url answers 200, within a second.
+func httpOK(ctx context.Context, url string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, bufio.NewReader(io.LimitReader(resp.Body, 4096)))
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return true, nil
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago. The node binds them afterwards: its advertised URL must name its
+// port before it starts.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// clusterOptions checks and completes the options of the cluster mode:
+// mode is the -mode flag and relayFlags the -relay-flags flag, given to
+// every node.
+func clusterOptions(o options, mode, relayFlags string) (options, error) {
+	if o.relay != "" || o.admin != "" || o.spawn {
+		return options{}, errors.New("-cluster starts its own nodes: drop -relay, -admin and -spawn")
+	}
+	if mode == "all" {
+		o.modes = clusterModes
+	}
+	for _, m := range o.modes {
+		if !slices.Contains(clusterModes, m) {
+			return options{}, fmt.Errorf("-cluster runs the modes %s, not %q", strings.Join(clusterModes, ", "), m)
+		}
+	}
+	o.relayFlags = strings.Fields(relayFlags)
+	return o, nil
+}
