@@ -2,8 +2,12 @@ package clustertest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +15,7 @@ import (
 
 	"github.com/clusterlink-relay/relay/endpoints"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+	"github.com/clusterlink-relay/relay/wire"
 )
 
 // tally counts the outcomes of a stream of dials and keeps the first few
@@ -75,21 +80,31 @@ func traffic(wg *sync.WaitGroup, stop <-chan struct{}, c *tally, d relaytest.Con
 //     reachable again;
 //   - a listener with WithRedundancy(2) loses no dial.
 //
-// The times from the kill to 404 and to reachable are logged.
+// Registrations are authenticated (an auth file and a token): only
+// authenticated members on different nodes form one group, so only then
+// does redundancy hold two registrations of a name in one cluster. The
+// times from the kill to 404 and to reachable are logged.
 func TestNodeLoss(t *testing.T) {
-	c := startCluster(t, 3)
+	authFile, tok := authAll(t)
+	c := startCluster(t, 3, "-auth-file", authFile)
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
-	listenEcho(t, "surv-1", n1.URL)
-	listenEcho(t, "surv-2", n2.URL)
-	listenEcho(t, "gone", n3.URL)
-	listenEcho(t, "moving", urls(n3, n1))
-	listenEcho(t, "redundant", urls(n3, n2, n1), endpoints.WithRedundancy(2))
+	withTok := endpoints.WithToken(tok)
+	listenEcho(t, "surv-1", n1.URL, withTok)
+	listenEcho(t, "surv-2", n2.URL, withTok)
+	listenEcho(t, "gone", n3.URL, withTok)
+	listenEcho(t, "moving", urls(n3, n1), withTok)
+	listenEcho(t, "redundant", urls(n3, n2, n1), withTok, endpoints.WithRedundancy(2))
 	for _, from := range []string{n1.URL, n2.URL} {
 		d := dialer(from, "warmup")
 		for _, name := range []string{"surv-1", "surv-2", "gone", "moving", "redundant"} {
 			waitPing(t, d, name, 10*time.Second)
 		}
 	}
+
+	ids := []string{n1.ID, n2.ID, n3.ID}
+	waitLayout(t, c.nodes, ids, map[string]string{
+		"surv-1": n1.ID, "surv-2": n2.ID, "gone": n3.ID, "moving": n3.ID, "redundant": n2.ID + "," + n3.ID,
+	}, 5*time.Second)
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -161,6 +176,26 @@ func TestNodeLoss(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
+	// The moved registration as the directory shows it: kill→re-registered.
+	var rereg time.Duration
+	var reregErr error
+	probes.Add(1)
+	go func() {
+		defer probes.Done()
+		deadline := killed.Add(leaseTTL + 10*time.Second)
+		for time.Now().Before(deadline) {
+			cs, err := viewOf(n2)
+			if reregErr = err; err == nil {
+				_, names := layout(cs)
+				if names["moving"] == n1.ID {
+					rereg = time.Since(killed)
+					return
+				}
+				reregErr = fmt.Errorf("n2 lists moving on %q", names["moving"])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 	probes.Wait()
 	// Traffic goes on past the dead node's lease, so that dials picked
 	// while its members were still listed are counted too.
@@ -177,11 +212,21 @@ func TestNodeLoss(t *testing.T) {
 			t.Logf("FAILOVER kill→404 of the dead node's name via %s: %v (%d × 503 before it, the slowest answered in %v)", from.ID, gone404[i].Round(time.Millisecond), gone503[i], goneSlowest[i].Round(time.Millisecond))
 		}
 	}
+	if rereg == 0 {
+		t.Errorf("moving not re-registered on n1 within %v of the kill: %v", leaseTTL+10*time.Second, reregErr)
+	} else {
+		t.Logf("FAILOVER kill→re-registered (n2's directory lists moving on n1): %v", rereg.Round(time.Millisecond))
+	}
 	if moved == 0 {
 		t.Errorf("moving (relay list n3,n1) not reachable via n2 within %v of the kill: %v", leaseTTL+10*time.Second, movedErr)
 	} else {
 		t.Logf("FAILOVER kill→reachable of the listener with two relay URLs: %v (failed pings before, by status: %v, the slowest answered in %v)", moved.Round(time.Millisecond), movedFails, movedSlowest.Round(time.Millisecond))
 	}
+	// The survivors' view: two nodes; the dead node's names gone, the
+	// moved and the redundant listener on survivors only.
+	waitLayout(t, c.nodes[:2], []string{n1.ID, n2.ID}, map[string]string{
+		"surv-1": n1.ID, "surv-2": n2.ID, "moving": n1.ID, "redundant": n1.ID + "," + n2.ID,
+	}, leaseTTL+5*time.Second)
 	for _, k := range survivors {
 		k.check(t)
 	}
@@ -191,6 +236,18 @@ func TestNodeLoss(t *testing.T) {
 	for _, k := range redundant {
 		k.check(t)
 	}
+}
+
+// authAll writes an auth file that grants every name to one token, and
+// returns its path and the token.
+func authAll(t *testing.T) (string, string) {
+	tok := "clustertest-" + wire.NewToken().String()
+	sum := sha256.Sum256([]byte(tok))
+	p := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(p, []byte("register * "+hex.EncodeToString(sum[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, tok
 }
 
 // awaitGone dials name through the relay at url until it answers 404,
