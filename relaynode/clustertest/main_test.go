@@ -187,3 +187,4 @@ func tlsPair(t testing.TB, ca *relaytest.CA, name string) (server, client *tls.C
 	}
 	return server, client
 }
+
