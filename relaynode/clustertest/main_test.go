@@ -187,4 +187,3 @@ func tlsPair(t testing.TB, ca *relaytest.CA, name string) (server, client *tls.C
 	}
 	return server, client
 }
-
