@@ -338,6 +338,11 @@ func (e *Engine) evictions() {
 // actor.
 func (e *Engine) registerClustered(ctx context.Context, req RegisterRequest) (*Registration, error) {
 	c := e.cl
+	if !c.dir.Healthy() {
+		// Publish would wait for etcd to its own timeout: refuse now, and
+		// let the server retry (at another node, if it has a list).
+		return nil, refuseDirectoryDown
+	}
 	req.id = wire.NewToken()
 	m := cluster.Member{Node: e.cfg.NodeID, Registration: req.id.String(), ClusterAddr: c.addr, PublicURL: c.public}
 	pub := cluster.Publish{Name: req.Name, Member: m, Authenticated: req.Authenticated}

@@ -19,9 +19,10 @@ import (
 
 	"github.com/clusterlink-relay/relay/endpoints"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/clusterproc"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(clusterproc.Main(m)) }
 
 // build compiles the binary into a temporary directory.
 func build(t *testing.T) string {
