@@ -109,7 +109,7 @@ func (d *RelayDialer) dial(ctx context.Context, network, name string) (*Conn, er
 	if n == 1 {
 		return d.dialOne(ctx, network, name, d.relays[0])
 	}
-	start := int(d.next.Add(1) % uint32(n))
+	start := int((d.next.Add(1) - 1) % uint32(n))
 	var errs []error
 	for k := range n {
 		i := (start + k) % n

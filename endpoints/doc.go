@@ -28,6 +28,16 @@
 // WithStateFunc report the registration's state, Failed its failed
 // callbacks.
 //
+// Every relay address may be a comma-separated list of addresses, the
+// nodes of a cluster or independent relays: a listener registers at the
+// first that accepts and moves to the next when that one dies or drains
+// (WithRedundancy holds registrations at several at once, so that losing
+// one loses no dial), and a dialer starts each dial at the next address in
+// turn and moves on past an address that is down or cannot take the dial.
+// A connect event's callback may be an absolute URL, the node a client
+// dialed in a cluster, taken only with the relay's scheme and the exact
+// accept path of its token.
+//
 // DialMTLS and ListenMTLS run TLS end to end through the relay: the dialer
 // is the TLS client, the listener the TLS server (mutual by default), and
 // the relay splices a handshake it is not part of, so it sees ciphertext

@@ -245,3 +245,50 @@ func examplePKI(serverName, clientName string) (server, client *tls.Config) {
 	client = &tls.Config{Certificates: []tls.Certificate{issue(3, clientName, x509.ExtKeyUsageClientAuth)}, RootCAs: pool}
 	return server, client
 }
+
+// A server registers "echo" at two relays of three at once
+// (WithRedundancy); a client given the same list dials it. When the first
+// relay goes, the client's dial moves on to the next address, and the
+// server's lost registration moves to the third relay.
+func ExampleWithRedundancy() {
+	a, stopA := startExampleRelay()
+	b, stopB := startExampleRelay()
+	defer stopB()
+	c, stopC := startExampleRelay()
+	defer stopC()
+	list := "http://" + a + ",http://" + b + ",http://" + c
+
+	ln, err := endpoints.ListenRelay("tcp", "echo", list,
+		endpoints.WithRedundancy(2), endpoints.WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.Copy(conn, conn)
+			conn.Close()
+		}
+	}()
+	st := ln.(*endpoints.Listener).State()
+	fmt.Println("registrations:", st.Registrations, "of", st.Redundancy)
+
+	stopA()
+	d := endpoints.NewRelayDialer(list, "client")
+	conn, err := d.Dial("tcp", "echo")
+	if err != nil {
+		log.Fatal(err)
+	}
+	io.WriteString(conn, "hello")
+	conn.(*endpoints.Conn).CloseWrite()
+	got, _ := io.ReadAll(conn)
+	conn.Close()
+	fmt.Println(string(got))
+	// Output:
+	// registrations: 2 of 2
+	// hello
+}

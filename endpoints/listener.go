@@ -86,9 +86,10 @@ func NewRelayListener(relayURL string, opts ...Option) *RelayListener {
 //     registers at the next relay of the list, presenting its old
 //     registration id (in a cluster, that takes the name over at once). A
 //     stream that had lasted a second moves without waiting; each further
-//     attempt waits the backoff, which grows across the whole list. A
-//     draining relay's stream still delivers the dials it announced before
-//     its drain event, and ends by itself.
+//     attempt waits the backoff, which grows across the whole list. On a
+//     drain event it moves once the callbacks of the dials announced
+//     before it have had their answers; the draining stream ends by
+//     itself.
 //   - Accept, the accepted connections and the accept queue are the
 //     listener's, not a relay's: a move disturbs none of them.
 //   - WithRedundancy(n) holds n registrations at n different relays at
@@ -308,9 +309,10 @@ type stream struct {
 	regID    string
 	parkCtx  context.Context
 	stopPark context.CancelFunc
-	up       time.Time     // when the ready event came
-	drained  chan struct{} // closed by the reader at the drain event
-	ended    chan struct{} // closed by the reader once the stream is gone
+	up       time.Time      // when the ready event came
+	drained  chan struct{}  // closed by the reader at the drain event
+	ended    chan struct{}  // closed by the reader once the stream is gone
+	calls    sync.WaitGroup // callbacks of its connect events still waiting for their answer
 }
 
 // Listener is a name's registration on one relay, or on several, kept
@@ -514,6 +516,13 @@ func (l *Listener) slot(st *stream) {
 			select {
 			case <-st.ended:
 			case <-st.drained:
+				// The dials this relay announced before its drain get
+				// their callbacks answered first: registering elsewhere
+				// presents this registration's id, and in a cluster that
+				// takeover would end it, and fail those dials.
+				if !l.settle(st) {
+					return
+				}
 			case <-l.ctx.Done():
 				return
 			}
@@ -532,6 +541,26 @@ func (l *Listener) slot(st *stream) {
 			return
 		}
 	}
+}
+
+// settle waits until the callbacks of st's connect events have had their
+// answers (each is bounded by the handshake timeout) or st has ended. It
+// reports false when Close came first.
+func (l *Listener) settle(st *stream) bool {
+	done := make(chan struct{})
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		st.calls.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-st.ended:
+	case <-l.ctx.Done():
+		return false
+	}
+	return true
 }
 
 // acquire registers again after lost (nil: the slot never had a stream),
@@ -591,7 +620,7 @@ func (l *Listener) acquire(lost *stream, backoff *time.Duration) *stream {
 			l.slotEnded(err, true)
 			return nil
 		}
-		l.opts.logger.Debug("register failed", slog.String("name", l.name),
+		l.opts.logger.Debug("re-register failed", slog.String("name", l.name),
 			slog.String("relay", l.relays[i].String()), slog.Any("err", err))
 		from = i + 1
 	}
@@ -822,7 +851,11 @@ func (l *Listener) readEvents(st *stream) error {
 				return net.ErrClosed
 			}
 			l.wg.Add(1)
-			go l.callback(ce, target, st.regID)
+			counted := !drained // settle may be waiting once drained
+			if counted {
+				st.calls.Add(1)
+			}
+			go l.callback(ce, target, st, counted)
 		case wire.EventDrain:
 			// The relay is going away. It ends the stream itself once the
 			// dials already sent here have been called back; keep reading
@@ -884,16 +917,20 @@ func parseConnect(data []byte, from relay) (wire.ConnectEvent, relay, error) {
 
 // callback answers one connect event: a new connection to target (the
 // relay that sent it, or the absolute callback's), the token with the
-// registration id of the stream that carried it, the 101, the TLS
+// registration id of the stream st that carried it (leaving st.calls once
+// the relay has answered, when counted there), the 101, the TLS
 // handshake on an MTLS listener (holding its worker slot), and the conn
 // into the accept queue. Its failure is counted and logged, never
 // returned.
-func (l *Listener) callback(ce wire.ConnectEvent, target relay, regID string) {
+func (l *Listener) callback(ce wire.ConnectEvent, target relay, st *stream, counted bool) {
 	defer l.wg.Done()
 	defer func() { <-l.sem }()
 	ctx, cancel := context.WithTimeout(l.ctx, l.opts.handshake)
-	c, err := l.serverConn(ctx, target, "accept", wire.PathAccept+ce.Token, regID)
+	c, err := l.serverConn(ctx, target, "accept", wire.PathAccept+ce.Token, st.regID)
 	cancel()
+	if counted {
+		st.calls.Done()
+	}
 	if err != nil {
 		if l.ctx.Err() == nil {
 			l.failed.Add(1)

@@ -12,13 +12,16 @@ import (
 // is the TLS client, the listener the TLS server, and both present
 // certificates.
 
-// RelayMTLSDialer dials servers by name through a relay and runs a TLS
-// handshake with them end to end.
+// RelayMTLSDialer dials servers by name through a relay (or the first of
+// several that can take the dial) and runs a TLS handshake with them end
+// to end.
 type RelayMTLSDialer struct {
 	d *RelayDialer
 }
 
-// NewRelayMTLSDialer returns an MTLS dialer through the relay at relayAddr.
+// NewRelayMTLSDialer returns an MTLS dialer through the relay at relayAddr,
+// which may be a comma-separated list of addresses, tried as
+// NewRelayDialer's are.
 func NewRelayMTLSDialer(relayAddr, clientName string, opts ...Option) *RelayMTLSDialer {
 	return &RelayMTLSDialer{d: NewRelayDialer(relayAddr, clientName, opts...)}
 }
@@ -71,13 +74,14 @@ func (d *RelayMTLSDialer) dialContext(ctx context.Context, network, name string,
 	return tc, nil
 }
 
-// MTLSRelayListener creates MTLS listeners on one relay.
+// MTLSRelayListener creates MTLS listeners on a relay, or on several.
 type MTLSRelayListener struct {
 	rl *RelayListener
 }
 
 // NewMTLSRelayListener returns an MTLSRelayListener for the relay at
-// relayURL.
+// relayURL, which may be a comma-separated list of addresses, used as
+// ListenRelay uses them.
 func NewMTLSRelayListener(relayURL string, opts ...Option) *MTLSRelayListener {
 	return &MTLSRelayListener{rl: NewRelayListener(relayURL, opts...)}
 }

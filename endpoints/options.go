@@ -98,8 +98,9 @@ func WithBackoff(min, max time.Duration) Option {
 }
 
 // WithStateFunc sets a function a listener calls with its new state each
-// time its registration stream goes down, fails to come back, or comes
-// back. It is called from the listener's own goroutine and must not block.
+// time a registration stream goes down or drains, fails to come back, or
+// comes back. It is called from the listener's goroutines, one call at a
+// time in the order of the changes, and must not block.
 func WithStateFunc(f func(ListenerState)) Option {
 	return func(o *options) { o.onState = f }
 }
@@ -130,7 +131,12 @@ func WithWarmPool(k int) Option {
 // yet, while the others go on taking dials: with n >= 2, losing one relay
 // loses no dial of a client that tries the next address (a RelayDialer
 // given the same list does). Each registration keeps its own warm pool
-// (WithWarmPool). n < 1 makes Listen fail with ErrBadRedundancy.
+// (WithWarmPool). Listen returns once the first registration is up and
+// each further one has had one attempt at each free relay; those that got
+// none keep trying in the background. In one cluster the registrations of
+// a name at several nodes are a group, as on one relay: only authenticated
+// ones (WithToken) may join, and a 409 ends that registration alone. n < 1
+// makes Listen fail with ErrBadRedundancy.
 func WithRedundancy(n int) Option {
 	return func(o *options) { o.redundancy, o.redundancySet = n, true }
 }
