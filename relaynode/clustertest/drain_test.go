@@ -1,0 +1,78 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestNodeDrain ends one of three nodes with SIGTERM during traffic: a
+// drain, not a crash.
+//   - dials to the survivors' names, and to a listener that lists the
+//     draining node first, all succeed, and no pair is cut;
+//   - the listener moves to the next node of its list;
+//   - the drained node leaves the directory on its way out (its lease
+//     revoked), so its single-URL name answers 404 with no wait for the
+//     lease TTL.
+func TestNodeDrain(t *testing.T) {
+	c := startCluster(t, 3, "-grace", "5s")
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	listenEcho(t, "stay", n1.URL)
+	listenEcho(t, "leaving", n3.URL)
+	listenEcho(t, "mover", urls(n3, n2))
+	for _, from := range c.nodes[:2] {
+		d := dialer(from.URL, "warmup")
+		for _, name := range []string{"stay", "leaving", "mover"} {
+			waitPing(t, d, name, 10*time.Second)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var counts []*tally
+	for _, from := range c.nodes[:2] {
+		for _, name := range []string{"stay", "mover"} {
+			k := &tally{what: fmt.Sprintf("%s via %s", name, from.ID)}
+			counts = append(counts, k)
+			traffic(&wg, stop, k, dialer(from.URL, "traffic"), name, 5000)
+		}
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	time.Sleep(300 * time.Millisecond)
+	termed := time.Now()
+	if err := n3.Term(15 * time.Second); err != nil {
+		t.Fatalf("drain %s: %v", n3, err)
+	}
+	exited := time.Since(termed)
+
+	// Gone at once: the lease went with the node.
+	d := dialer(n1.URL, "probe")
+	ctx, cancel := context.WithTimeout(context.Background(), dialBound)
+	conn, err := d.DialContext(ctx, "tcp", "leaving")
+	cancel()
+	if err == nil {
+		conn.Close()
+		t.Errorf("leaving answered after its node drained")
+	} else if status(err) != http.StatusNotFound {
+		t.Errorf("leaving via n1 after n3 drained and exited: %v; want 404", err)
+	}
+	// The mover is at n2.
+	waitLayout(t, c.nodes[:2], []string{n1.ID, n2.ID}, map[string]string{"stay": n1.ID, "mover": n2.ID}, 5*time.Second)
+	t.Logf("SIGTERM→exit of the drained node: %v; its names gone and the mover on n2 %v after SIGTERM", exited.Round(time.Millisecond), time.Since(termed).Round(time.Millisecond))
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	for _, k := range counts {
+		k.check(t)
+	}
+}
