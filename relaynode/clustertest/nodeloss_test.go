@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,9 +26,13 @@ import (
 type tally struct {
 	what          string
 	allowCut      int64 // cut pairs allowed: 1 for a dialer that goes through the node killed
+	gapStatus     []int // refusal statuses counted apart, as the gap of a move
 	ok, fail, cut atomic.Int64
+	gap           atomic.Int64
 	mu            sync.Mutex
 	errs          []string
+	gapFirst      time.Time
+	gapLast       time.Time
 }
 
 func (c *tally) add(err error) {
@@ -36,9 +41,19 @@ func (c *tally) add(err error) {
 		return
 	}
 	var cut *cutError
-	if errors.As(err, &cut) {
+	switch {
+	case errors.As(err, &cut):
 		c.cut.Add(1)
-	} else {
+	case slices.Contains(c.gapStatus, status(err)):
+		c.gap.Add(1)
+		c.mu.Lock()
+		if c.gapFirst.IsZero() {
+			c.gapFirst = time.Now()
+		}
+		c.gapLast = time.Now()
+		c.mu.Unlock()
+		return
+	default:
 		c.fail.Add(1)
 	}
 	c.mu.Lock()
@@ -52,8 +67,13 @@ func (c *tally) add(err error) {
 // and no more pairs were cut than allowed.
 func (c *tally) check(t *testing.T) {
 	t.Helper()
-	ok, fail, cut := c.ok.Load(), c.fail.Load(), c.cut.Load()
-	t.Logf("%s: %d dials, %d failed, %d pairs cut after the dial", c.what, ok+fail+cut, fail, cut)
+	ok, fail, cut, gap := c.ok.Load(), c.fail.Load(), c.cut.Load(), c.gap.Load()
+	t.Logf("%s: %d dials, %d failed, %d pairs cut after the dial", c.what, ok+fail+cut+gap, fail, cut)
+	if gap > 0 {
+		c.mu.Lock()
+		t.Logf("%s: %d dials refused %v in the gap of the move, over %v", c.what, gap, c.gapStatus, c.gapLast.Sub(c.gapFirst).Round(time.Millisecond))
+		c.mu.Unlock()
+	}
 	if fail != 0 || ok == 0 || cut > c.allowCut {
 		c.mu.Lock()
 		defer c.mu.Unlock()
