@@ -40,6 +40,13 @@ type ClusterConfig struct {
 	// Directory is the cluster-wide directory; its node id must be the
 	// engine's NodeID. The engine does not close it.
 	Directory cluster.Directory
+	// Open, when set instead of Directory, opens the directory once the
+	// cluster port is bound, with the address published for this node.
+	// Protoactor's remote sets gRPC's global logger as it starts, which
+	// races with the goroutines of a gRPC client already running (the
+	// etcd client's): a directory on etcd is opened here, after. The
+	// engine does not close what it returns.
+	Open func(clusterAddr string) (cluster.Directory, error)
 	// PublicURL is this node's advertised URL, such as
 	// "https://relay-1.example:8443": the callbacks of dials made on this
 	// node for names held on others are sent to PublicURL + /accept/TOKEN.
@@ -66,8 +73,8 @@ type ClusterConfig struct {
 
 func (c *ClusterConfig) validate() error {
 	var errs []error
-	if c.Directory == nil {
-		errs = append(errs, errors.New("actors: Cluster.Directory is nil"))
+	if (c.Directory == nil) == (c.Open == nil) {
+		errs = append(errs, errors.New("actors: set one of Cluster.Directory and Cluster.Open"))
 	}
 	u, err := url.Parse(c.PublicURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -147,6 +154,7 @@ type PeerStats struct {
 	Failed int64 // no answer in NotifyTimeout, or not deliverable
 }
 
+// peer counts a Notify sent to node, or, with failed, its failure.
 func (c *clusterCounters) peer(node string, failed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -158,9 +166,10 @@ func (c *clusterCounters) peer(node string, failed bool) {
 		p = &PeerStats{}
 		c.peers[node] = p
 	}
-	p.Sent++
 	if failed {
 		p.Failed++
+	} else {
+		p.Sent++
 	}
 }
 
@@ -260,6 +269,16 @@ func (e *Engine) startCluster(cfg ClusterConfig) error {
 		c.remote = r
 	}
 	c.addr = e.system.Address()
+	if cfg.Open != nil {
+		dir, err := cfg.Open(c.addr)
+		if err != nil {
+			if c.remote != nil {
+				c.remote.Shutdown(false)
+			}
+			return err
+		}
+		c.dir = dir
+	}
 	e.cl = c
 	if _, err := e.root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &peer{engine: e} },
 		actor.WithSupervisor(stopOnPanic)), PeerActorName); err != nil {
@@ -581,6 +600,9 @@ func (p *pending) sendNotify(ctx actor.Context) {
 		timeout = time.Millisecond
 	}
 	f := ctx.RequestFuture(n.pid, n.msg, timeout)
+	// Counted now: the answer may never be read, when the callback has
+	// already ended the dial.
+	p.engine.cl.counters.peer(n.node, false)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		c := p.engine.cl
 		counters := &c.counters
@@ -594,7 +616,6 @@ func (p *pending) sendNotify(ctx actor.Context) {
 			p.finish(ctx, Outcome{Err: refusePeerDown})
 			return
 		}
-		counters.peer(n.node, false)
 		c.trusted(n.node)
 		r, ok := res.(*clusterpb.NotifyReply)
 		switch {
@@ -602,6 +623,10 @@ func (p *pending) sendNotify(ctx actor.Context) {
 			p.finish(ctx, Outcome{Err: refuseBadNotify})
 		case r.Status == 0:
 			// The event is queued at the holder: wait for the callback.
+		case r.Status == int32(refuseDraining.Status) && r.Reason == refuseDraining.Reason && !p.sent && p.retarget(ctx):
+			// The holder drains (a rolling restart): another member of
+			// the name serves, if there is one.
+			c.suspect(n.node)
 		case r.Status >= 400 && r.Status <= 599:
 			p.finish(ctx, Outcome{Err: &Refusal{Status: int(r.Status), Reason: clip(r.Reason, 128)}})
 		default:

@@ -238,7 +238,7 @@ func TestClusterConfigValidate(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{NodeID: "n1", Cluster: &ClusterConfig{PublicURL: testPublic}}, "Directory is nil"},
+		{Config{NodeID: "n1", Cluster: &ClusterConfig{PublicURL: testPublic}}, "set one of Cluster.Directory and Cluster.Open"},
 		{Config{NodeID: "n1", Cluster: &ClusterConfig{Directory: cluster.NewMemory(), PublicURL: "/relative"}}, "not an absolute"},
 		{Config{Cluster: &ClusterConfig{Directory: cluster.NewMemory(), PublicURL: testPublic}}, "needs a NodeID"},
 		{Config{NodeID: "n1", Cluster: &ClusterConfig{Directory: cluster.NewMemory(), PublicURL: testPublic, Listen: "nope"}}, "Cluster.Listen"},

@@ -186,22 +186,23 @@ func etcdEndpoints(eps []string, tlsOn bool) []string {
 	return out
 }
 
-// joinCluster connects to etcd and returns the engine's cluster section.
-// The caller closes the directory after the engine.
-func (c *Config) joinCluster() (*actors.ClusterConfig, *cluster.Etcd, error) {
+// joinCluster returns the engine's cluster section; the engine opens the
+// etcd directory once its cluster port is bound, into *dir, which the
+// caller closes after the engine.
+func (c *Config) joinCluster(dir **cluster.Etcd) (*actors.ClusterConfig, error) {
 	serverTLS, clientTLS, err := c.clusterTLS()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	etcdTLS, err := c.etcdTLS()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if serverTLS == nil {
 		c.Logger.Warn("cluster port without TLS: allowed on loopback only, for tests and demos; set -cluster-tls-cert, -cluster-tls-key and -cluster-tls-ca",
 			slog.String("addr", c.ClusterListen))
 	}
-	dir, err := cluster.NewEtcd(cluster.EtcdConfig{
+	ecfg := cluster.EtcdConfig{
 		Endpoints: etcdEndpoints(c.ClusterEtcd, etcdTLS != nil),
 		Node:      c.NodeID,
 		TTL:       c.ClusterLeaseTTL,
@@ -210,17 +211,22 @@ func (c *Config) joinCluster() (*actors.ClusterConfig, *cluster.Etcd, error) {
 		Username:  c.EtcdUser,
 		Password:  c.EtcdPassword,
 		PublicURL: strings.TrimRight(c.Advertise, "/"),
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("relaynode: join the cluster: %w", err)
 	}
 	return &actors.ClusterConfig{
-		Directory: dir,
+		Open: func(addr string) (cluster.Directory, error) {
+			ecfg.ClusterAddr = addr
+			d, err := cluster.NewEtcd(ecfg)
+			if err != nil {
+				return nil, fmt.Errorf("relaynode: join the cluster: %w", err)
+			}
+			*dir = d
+			return d, nil
+		},
 		PublicURL: c.Advertise,
 		Listen:    c.ClusterListen,
 		ServerTLS: serverTLS,
 		ClientTLS: clientTLS,
-	}, dir, nil
+	}, nil
 }
 
 // ClusterAddr returns the address of the node's cluster port, as the

@@ -160,7 +160,7 @@ func (e *edge) admitDial(k clientKey, name string, engine *actors.Engine) *actor
 		return refuseUnknownNameCache
 	}
 	if e.cfg.DialRate > 0 && !e.limiterFor(k).Allow() {
-		return e.unlessUnknown(name, refuseDialRate)
+		return e.unlessUnknown(name, refuseDialRate, engine)
 	}
 	if engine.Live(actors.KindPending) >= int64(e.cfg.MaxPending) {
 		return refuseTooManyPending
@@ -169,7 +169,7 @@ func (e *edge) admitDial(k clientKey, name string, engine *actors.Engine) *actor
 		return refuseTooManyPairs
 	}
 	if rf := e.reserve(k, refuseTooManyPendingIP); rf != nil {
-		return e.unlessUnknown(name, rf)
+		return e.unlessUnknown(name, rf, engine)
 	}
 	return nil
 }
@@ -177,10 +177,14 @@ func (e *edge) admitDial(k clientKey, name string, engine *actors.Engine) *actor
 // unlessUnknown returns rf, a per-client refusal, or 404 when name has no
 // live registration: a client over its budget still learns that a name is
 // unknown, as it would under the budget, and never takes a 429 for it.
-func (e *edge) unlessUnknown(name string, rf *actors.Refusal) *actors.Refusal {
+func (e *edge) unlessUnknown(name string, rf *actors.Refusal, engine *actors.Engine) *actors.Refusal {
 	e.mu.Lock()
 	live := e.names[name] > 0
 	e.mu.Unlock()
+	if dir := engine.ClusterDirectory(); !live && dir != nil {
+		// Held at another node of the cluster.
+		live = len(dir.Members(name)) > 0
+	}
 	if !live {
 		return refuseUnknownNameCache
 	}

@@ -61,11 +61,11 @@ func New(cfg Config) (*Node, error) {
 	ec := cfg.engineConfig()
 	var dir *cluster.Etcd
 	if cfg.clustered() {
-		cc, d, err := cfg.joinCluster()
+		cc, err := cfg.joinCluster(&dir)
 		if err != nil {
 			return nil, err
 		}
-		ec.Cluster, dir = cc, d
+		ec.Cluster = cc
 	}
 	engine, err := actors.NewEngine(ec)
 	if err != nil {
@@ -73,13 +73,6 @@ func New(cfg Config) (*Node, error) {
 			dir.Close()
 		}
 		return nil, err
-	}
-	if dir != nil {
-		if err := dir.SetClusterAddr(engine.ClusterAddr()); err != nil {
-			engine.Close()
-			dir.Close()
-			return nil, err
-		}
 	}
 	n := &Node{
 		dir:     dir,
