@@ -161,7 +161,16 @@ func TestListenListAllDown(t *testing.T) {
 // loop goes on unbroken.
 func TestListenerMovesOnClose(t *testing.T) {
 	rs := startRelays(t, 2)
-	ln, err := endpoints.ListenRelay("tcp", serverName, relayList(rs...), fastBackoff)
+	var (
+		mu     sync.Mutex
+		states []endpoints.ListenerState
+	)
+	onState := endpoints.WithStateFunc(func(s endpoints.ListenerState) {
+		mu.Lock()
+		states = append(states, s)
+		mu.Unlock()
+	})
+	ln, err := endpoints.ListenRelay("tcp", serverName, relayList(rs...), fastBackoff, onState)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
@@ -186,6 +195,22 @@ func TestListenerMovesOnClose(t *testing.T) {
 	}
 	if got, errs := srv.Accepted(), srv.AcceptErrs(); got != 2 || len(errs) != 0 {
 		t.Errorf("accepted %d with errors %v, want 2, none", got, errs)
+	}
+	// The WithStateFunc saw the move in order: the stream at the first
+	// relay down, the registration retrying, then up at the second.
+	mu.Lock()
+	defer mu.Unlock()
+	var seq []string
+	for _, s := range states {
+		seq = append(seq, fmt.Sprintf("connected=%v retrying=%d at0=%v at1=%v", s.Connected, s.Retrying, s.Relays[0].Registered, s.Relays[1].Registered))
+	}
+	want := []string{
+		"connected=false retrying=0 at0=false at1=false",
+		"connected=false retrying=1 at0=false at1=false",
+		"connected=true retrying=0 at0=false at1=true",
+	}
+	if strings.Join(seq, "; ") != strings.Join(want, "; ") {
+		t.Errorf("state changes:\n%s\nwant:\n%s", strings.Join(seq, "\n"), strings.Join(want, "\n"))
 	}
 }
 
