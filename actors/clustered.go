@@ -128,7 +128,8 @@ type clusterCounters struct {
 	notified      atomic.Int64 // Notifies served here: connect event queued
 	evicted       atomic.Int64 // local registrations ended by another node's takeover
 
-	ops [numDirOps]dirOpStats
+	ops    [numDirOps]dirOpStats
+	notify histogram // a Notify's round trip, sent to answered
 
 	mu    sync.Mutex
 	peers map[string]*PeerStats // by peer node id
@@ -202,6 +203,9 @@ type ClusterStats struct {
 	Ops []DirectoryOpStats
 	// Peers counts Notifies sent, by peer node id.
 	Peers map[string]PeerStats
+	// NotifyLatency is a Notify's round trip, from its send to the
+	// holder's answer, over LatencyBuckets (answered ones only).
+	NotifyLatency Histogram
 	// Directory is the directory's own figures (lease, renewals).
 	Directory cluster.Stats
 }
@@ -233,6 +237,7 @@ func (e *Engine) ClusterStats() (st ClusterStats, ok bool) {
 		Evicted:       c.counters.evicted.Load(),
 		Directory:     c.dir.Stats(),
 		Peers:         map[string]PeerStats{},
+		NotifyLatency: c.counters.notify.snapshot(),
 	}
 	for i := range c.counters.ops {
 		st.Ops = append(st.Ops, DirectoryOpStats{Op: dirOpNames[i], Latency: c.counters.ops[i].latency.snapshot(), Errors: c.counters.ops[i].errors.Load()})
@@ -603,6 +608,7 @@ func (p *pending) sendNotify(ctx actor.Context) {
 	// Counted now: the answer may never be read, when the callback has
 	// already ended the dial.
 	p.engine.cl.counters.peer(n.node, false)
+	sent := time.Now()
 	ctx.ReenterAfter(f, func(res any, err error) {
 		c := p.engine.cl
 		counters := &c.counters
@@ -617,6 +623,7 @@ func (p *pending) sendNotify(ctx actor.Context) {
 			return
 		}
 		c.trusted(n.node)
+		counters.notify.observe(time.Since(sent))
 		r, ok := res.(*clusterpb.NotifyReply)
 		switch {
 		case !ok:

@@ -33,8 +33,10 @@ func (c *Config) validateCluster() error {
 	}
 	if c.ClusterListen == "" {
 		errs = append(errs, errors.New("relaynode: a clustered node needs ClusterListen (-cluster-listen)"))
-	} else if _, _, err := net.SplitHostPort(c.ClusterListen); err != nil {
+	} else if host, port, err := net.SplitHostPort(c.ClusterListen); err != nil {
 		errs = append(errs, fmt.Errorf("relaynode: ClusterListen %q: %w", c.ClusterListen, err))
+	} else if unspecified(host) && (port == "0" || port == "") {
+		errs = append(errs, fmt.Errorf("relaynode: ClusterListen %q: a wildcard host needs a fixed port, which peers reach at the -advertise host", c.ClusterListen))
 	}
 	if u, err := url.Parse(c.Advertise); c.Advertise == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("relaynode: a clustered node needs Advertise (-advertise), its public http(s) URL; got %q", c.Advertise))
@@ -61,6 +63,31 @@ func (c *Config) validateCluster() error {
 		errs = append(errs, errors.New("relaynode: EtcdPassword without EtcdUser"))
 	}
 	return errors.Join(errs...)
+}
+
+// unspecified reports whether host is a wildcard: empty, 0.0.0.0 or ::.
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsUnspecified()
+}
+
+// clusterAdvertise returns the cluster address to publish when
+// ClusterListen's host is a wildcard, which peers cannot dial: the
+// -advertise URL's host with the cluster port. Empty otherwise (the bound
+// address is published).
+func (c *Config) clusterAdvertise() string {
+	host, port, err := net.SplitHostPort(c.ClusterListen)
+	if err != nil || !unspecified(host) {
+		return ""
+	}
+	u, err := url.Parse(c.Advertise)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // loopbackHostPort reports whether hostport names a loopback address
@@ -224,6 +251,7 @@ func (c *Config) joinCluster(dir **cluster.Etcd) (*actors.ClusterConfig, error) 
 		},
 		PublicURL: c.Advertise,
 		Listen:    c.ClusterListen,
+		Advertise: c.clusterAdvertise(),
 		ServerTLS: serverTLS,
 		ClientTLS: clientTLS,
 	}, nil

@@ -170,8 +170,10 @@ type Config struct {
 	ClusterEtcd []string
 	// ClusterListen is the host:port of the cluster port, where the other
 	// nodes send control messages (protoactor-go remote over gRPC); port 0
-	// picks a free one (Node.ClusterAddr reports it). Plaintext is allowed
-	// only on a loopback address; elsewhere set the ClusterTLS files.
+	// picks a free one (Node.ClusterAddr reports it). On a wildcard host
+	// (":7101", "0.0.0.0:7101") peers are told Advertise's host with this
+	// port, which must then be fixed. Plaintext is allowed only on a
+	// loopback address; elsewhere set the ClusterTLS files.
 	ClusterListen string
 	// Advertise is the node's public URL, such as https://relay-1:8443:
 	// servers whose dial landed on this node call back to it.

@@ -27,7 +27,7 @@ type collector struct {
 	dirOps, dirOpErrors, notifySent, notifyFailed *prometheus.Desc
 	crossDials, unavailable, notified, notifyRef  *prometheus.Desc
 	renewals, losses, leaseHeld, leaseAge, evict  *prometheus.Desc
-	clusterNames                                  *prometheus.Desc
+	clusterNames, notifyLatency                   *prometheus.Desc
 }
 
 func newCollector(n *Node, perName bool) *collector {
@@ -56,20 +56,21 @@ func newCollector(n *Node, perName bool) *collector {
 		pairsCut:      d("relay_pairs_cut_total", "Pairs cut by a limit, by limit.", "limit"),
 		uptime:        d("relay_uptime_seconds", "Seconds since the node started."),
 
-		dirOps:       d("relay_cluster_directory_op_seconds", "Cluster directory writes (etcd transactions) and their latency, by operation.", "op"),
-		dirOpErrors:  d("relay_cluster_directory_op_errors_total", "Cluster directory writes that failed (not counting 409s), by operation.", "op"),
-		notifySent:   d("relay_cluster_notify_sent_total", "Notifies sent to another node for a cross-node dial, by peer node.", "peer"),
-		notifyFailed: d("relay_cluster_notify_failed_total", "Notifies that got no answer in time or could not be delivered (the dial got 503), by peer node.", "peer"),
-		crossDials:   d("relay_cluster_cross_node_dials_total", "Dials made here for a registration on another node."),
-		unavailable:  d("relay_cluster_unavailable_total", "Cross-node dials refused 503 because the directory had no lease."),
-		notified:     d("relay_cluster_notified_total", "Other nodes' notifies served here: a connect event queued."),
-		notifyRef:    d("relay_cluster_notify_refused_total", "Other nodes' notifies refused here: registration not held, or malformed."),
-		renewals:     d("relay_cluster_lease_renewals_total", "Keep-alive answers for the node's etcd lease."),
-		losses:       d("relay_cluster_lease_losses_total", "Etcd leases lost (each followed by a new one and a publish of the node's names again)."),
-		leaseHeld:    d("relay_cluster_lease_held", "1 while the node holds a live etcd lease, else 0."),
-		leaseAge:     d("relay_cluster_lease_age_seconds", "How long the node has held its current etcd lease."),
-		evict:        d("relay_cluster_evicted_total", "Local registrations ended because another node took their name over."),
-		clusterNames: d("relay_cluster_names", "Names in the cluster directory, over every node."),
+		dirOps:        d("relay_cluster_directory_op_seconds", "Cluster directory writes (etcd transactions) and their latency, by operation.", "op"),
+		dirOpErrors:   d("relay_cluster_directory_op_errors_total", "Cluster directory writes that failed (not counting 409s), by operation.", "op"),
+		notifySent:    d("relay_cluster_notify_sent_total", "Notifies sent to another node for a cross-node dial, by peer node.", "peer"),
+		notifyFailed:  d("relay_cluster_notify_failed_total", "Notifies that got no answer in time or could not be delivered (the dial got 503), by peer node.", "peer"),
+		crossDials:    d("relay_cluster_cross_node_dials_total", "Dials made here for a registration on another node."),
+		unavailable:   d("relay_cluster_unavailable_total", "Cross-node dials refused 503 because the directory had no lease."),
+		notified:      d("relay_cluster_notified_total", "Other nodes' notifies served here: a connect event queued."),
+		notifyRef:     d("relay_cluster_notify_refused_total", "Other nodes' notifies refused here: registration not held, or malformed."),
+		renewals:      d("relay_cluster_lease_renewals_total", "Keep-alive answers for the node's etcd lease."),
+		losses:        d("relay_cluster_lease_losses_total", "Etcd leases lost (each followed by a new one and a publish of the node's names again)."),
+		leaseHeld:     d("relay_cluster_lease_held", "1 while the node holds a live etcd lease, else 0."),
+		leaseAge:      d("relay_cluster_lease_age_seconds", "How long the node has held its current etcd lease."),
+		evict:         d("relay_cluster_evicted_total", "Local registrations ended because another node took their name over."),
+		clusterNames:  d("relay_cluster_names", "Names in the cluster directory, over every node."),
+		notifyLatency: d("relay_cluster_notify_seconds", "Round trip of the Notifies answered: sent to the holder, connect event queued there, answer back."),
 	}
 }
 
@@ -77,7 +78,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.v0Dials, c.refusals,
 		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked,
 		c.dirOps, c.dirOpErrors, c.notifySent, c.notifyFailed, c.crossDials, c.unavailable, c.notified, c.notifyRef,
-		c.renewals, c.losses, c.leaseHeld, c.leaseAge, c.evict, c.clusterNames} {
+		c.renewals, c.losses, c.leaseHeld, c.leaseAge, c.evict, c.clusterNames, c.notifyLatency} {
 		ch <- d
 	}
 }
@@ -183,4 +184,5 @@ func (c *collector) collectCluster(ch chan<- prometheus.Metric, gauge, counter f
 	gauge(c.leaseAge, st.Directory.LeaseAge.Seconds())
 	counter(c.evict, float64(st.Evicted))
 	gauge(c.clusterNames, float64(len(c.n.engine.ClusterDirectory().Snapshot())))
+	ch <- constHistogram(c.notifyLatency, st.NotifyLatency)
 }

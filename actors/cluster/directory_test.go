@@ -163,6 +163,32 @@ func TestEtcdAcrossNodes(t *testing.T) {
 	if got := regs(b.Members("svc")); got != "ra" {
 		t.Fatalf("b's members of svc right after Sync: %q, want ra", got)
 	}
+	// Concurrent Syncs share reads, and each sees what was written
+	// before it was called.
+	errs := make(chan error, 32)
+	for i := range 32 {
+		go func() {
+			name := fmt.Sprintf("burst-%d", i)
+			if err := a.Publish(ctx, Publish{Name: name, Member: member("a", "r"+name)}); err != nil {
+				errs <- err
+				return
+			}
+			if err := b.Sync(ctx); err != nil {
+				errs <- err
+				return
+			}
+			if got := regs(b.Members(name)); got != "r"+name {
+				errs <- fmt.Errorf("b's members of %s after Sync: %q", name, got)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 32 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 	if m, _ := b.Pick("svc"); m.Node != "a" || m.PublicURL != "http://a.example" {
 		t.Fatalf("b picked %+v, want a's member with its public URL", m)
 	}

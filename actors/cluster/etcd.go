@@ -89,6 +89,10 @@ type Etcd struct {
 	closed    bool
 	since     time.Time // when the current lease was granted
 
+	syncMu   sync.Mutex
+	syncNext *syncRound // the read the next Sync callers wait for
+	syncing  bool       // syncRounds is running
+
 	held      atomic.Bool  // the current lease is known to be alive
 	lastRenew atomic.Int64 // unix nanoseconds of the last keep-alive answer (or grant)
 	renewals  atomic.Int64
@@ -227,7 +231,65 @@ func (d *Etcd) Stats() Stats {
 // member key's revision, then a wait for the watch to deliver up to it.
 // (The store's own revision will not do: writes outside the names, such
 // as node records, advance it without an event on the watch.)
+//
+// Concurrent calls share reads: a call joins the next read to start after
+// it, so a flood of dials for unknown names costs etcd at most one read
+// at a time, never one per dial.
 func (d *Etcd) Sync(ctx context.Context) error {
+	d.syncMu.Lock()
+	if d.syncNext == nil {
+		d.syncNext = &syncRound{done: make(chan struct{})}
+	}
+	round := d.syncNext
+	if !d.syncing {
+		d.mu.Lock()
+		closed := d.closed
+		if !closed {
+			d.wg.Add(1) // before Close's Wait: Close sets closed under mu first
+		}
+		d.mu.Unlock()
+		if closed {
+			d.syncMu.Unlock()
+			return fmt.Errorf("cluster: sync: %w", ErrClosed)
+		}
+		d.syncing = true
+		go d.syncRounds()
+	}
+	d.syncMu.Unlock()
+	select {
+	case <-round.done:
+		return round.err
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: sync: %w", ctx.Err())
+	}
+}
+
+// syncRound is one shared read of Sync.
+type syncRound struct {
+	done chan struct{}
+	err  error
+}
+
+// syncRounds runs the reads Sync's callers wait on, one at a time, until
+// none is asked for.
+func (d *Etcd) syncRounds() {
+	defer d.wg.Done()
+	for {
+		d.syncMu.Lock()
+		round := d.syncNext
+		d.syncNext = nil
+		if round == nil {
+			d.syncing = false
+			d.syncMu.Unlock()
+			return
+		}
+		d.syncMu.Unlock()
+		round.err = d.syncOnce(d.ctx)
+		close(round.done)
+	}
+}
+
+func (d *Etcd) syncOnce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.DialTimeout)
 	defer cancel()
 	resp, err := d.cli.Get(ctx, d.namesPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly(),

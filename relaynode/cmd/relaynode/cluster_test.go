@@ -24,6 +24,7 @@ func TestClusterFlagsRefused(t *testing.T) {
 		{[]string{"-cluster-listen", "127.0.0.1:0", "-advertise", "http://127.0.0.1:8081"}, "needs a NodeID (-node-id)"},
 		{[]string{"-node-id", "n1", "-cluster-listen", "127.0.0.1:0"}, "needs Advertise (-advertise)"},
 		{[]string{"-node-id", "n1", "-cluster-listen", "127.0.0.1:0", "-advertise", "http://127.0.0.1:8081", "-cluster-tls-cert", "x.pem"}, "go together"},
+		{[]string{"-node-id", "n1", "-cluster-listen", ":0", "-advertise", "http://127.0.0.1:8081"}, "a wildcard host needs a fixed port"},
 	} {
 		var stderr strings.Builder
 		err := run(append(append([]string(nil), base...), c.args...), io.Discard, &stderr, nil)
