@@ -439,7 +439,8 @@ func (e *Engine) withdrawReg(reg *Registration) {
 // routeDial chooses, on a clustered engine, the member a dial goes to: a
 // registration of this node (msg.registration), or another node's
 // (msg.remote). A cross-node dial needs a healthy directory; without one
-// the name's local members still serve.
+// the name's local members still serve, and so they do when the
+// directory does not know the name.
 func (e *Engine) routeDial(msg *dialMsg) error {
 	c := e.cl
 	m, ok := c.pick(msg.name, e.cfg.NodeID, nil)
@@ -454,7 +455,11 @@ func (e *Engine) routeDial(msg *dialMsg) error {
 		}
 	}
 	if !ok {
-		return refuseUnknownName
+		// Not in the directory's view, which can lag this node's own
+		// registrations: after a lost lease the watch reports their keys
+		// gone until they are published again. The directory actor
+		// serves the name from its own registrations, or answers 404.
+		return nil
 	}
 	if m.Node != e.cfg.NodeID && !c.dir.Healthy() {
 		local, found := e.localMember(msg.name)
@@ -728,6 +733,8 @@ func (d *directory) retarget(m *retargetMsg) {
 func (d *directory) remoteDone(ctx actor.Context, token wire.Token) {
 	if rd, ok := d.remote[token]; ok {
 		delete(d.remote, token)
+		// Spent, as a local dial's token: a replay is 410, not 404.
+		d.tombstones.Add(token, struct{}{})
 		ctx.Poison(rd.pid)
 	}
 }

@@ -292,3 +292,35 @@ func TestClusterNotifyFailover(t *testing.T) {
 		t.Fatalf("sends to n1 (its own peer actor) %+v, want the one retargeted dial", st.Peers["n1"])
 	}
 }
+
+// TestClusterLocalNameOutOfView checks that a name this node holds is
+// served while the directory's view lacks it (after a lost lease, the
+// watch reports the node's keys gone until they are published again),
+// and that a name nobody holds is still 404.
+func TestClusterLocalNameOutOfView(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := clusteredEngine(t, dir)
+	ctx := context.Background()
+	reg, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := dir.Members("svc")
+	if len(ms) != 1 {
+		t.Fatalf("published %+v, want one member", ms)
+	}
+	if err := dir.Withdraw(ctx, "svc", ms[0]); err != nil {
+		t.Fatal(err)
+	}
+	pd, err := e.Dial(ctx, "svc", "cli", "127.0.0.1:2")
+	if err != nil {
+		t.Fatalf("dial of a local name missing from the directory's view: %v", err)
+	}
+	if ev := nextEvent(t, reg); ev.Connect.Token != pd.Token.String() || ev.Connect.Callback != wire.PathAccept+pd.Token.String() {
+		t.Fatalf("event %+v, want the local connect event of %s", ev.Connect, pd.Token)
+	}
+	pd.Cancel()
+	if _, err := e.Dial(ctx, "nobody", "cli", "127.0.0.1:2"); status(err) != http.StatusNotFound {
+		t.Fatalf("dial of an unknown name: %v, want 404", err)
+	}
+}
