@@ -138,7 +138,8 @@ func echoCheck(c net.Conn, p []byte) error {
 	return nil
 }
 
-// pingVia dials name through d and round-trips a small payload.
+// pingVia dials name through d and round-trips a small payload. An error
+// after the dial succeeded, in the echo, is a *cutError.
 func pingVia(d relaytest.ContextDialer, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), dialBound)
 	defer cancel()
@@ -147,8 +148,18 @@ func pingVia(d relaytest.ContextDialer, name string) error {
 		return err
 	}
 	defer c.Close()
-	return echoCheck(c, payload(name, 512))
+	if err := echoCheck(c, payload(name, 512)); err != nil {
+		return &cutError{err}
+	}
+	return nil
 }
+
+// cutError is the failure of a connection that was dialed: its pair was
+// cut, as when the node splicing it dies.
+type cutError struct{ err error }
+
+func (e *cutError) Error() string { return "connection cut after the dial: " + e.err.Error() }
+func (e *cutError) Unwrap() error { return e.err }
 
 // status returns the relay's status of a refused dial (0 for another
 // error, or none).

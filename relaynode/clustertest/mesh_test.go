@@ -63,6 +63,17 @@ func meshCheck(t *testing.T, c *cluster) {
 			waitPing(t, d, "tcp-"+at.ID, 10*time.Second)
 		}
 	}
+	// Every node's /status.json shows the whole cluster: three nodes,
+	// each with its two names.
+	want := map[string]string{}
+	var ids []string
+	for _, n := range c.nodes {
+		checkSelf(t, n)
+		ids = append(ids, n.ID)
+		want["tcp-"+n.ID], want["mtls-"+n.ID] = n.ID, n.ID
+	}
+	waitLayout(t, c.nodes, ids, want, 5*time.Second)
+
 	var same, cross int
 	for _, from := range c.nodes {
 		d := dialer(from.URL, "mesh-"+from.ID)

@@ -37,6 +37,10 @@ type NodeConfig struct {
 	// NoReadyWait returns as soon as the addresses are logged, without
 	// waiting for /readyz: for a node started while etcd is away.
 	NoReadyWait bool
+	// Addr, when set, is the relay's host:port instead of a free port: to
+	// start a node again where a dead one was, at the URL its clients
+	// know. A start on Addr is not retried.
+	Addr string
 }
 
 // Node is a relaynode subprocess on loopback.
@@ -112,7 +116,7 @@ func startNodeRetry(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
 		if n, err = startNode(t, bin, cfg); err == nil {
 			return n, nil
 		}
-		if !strings.Contains(err.Error(), "address already in use") {
+		if cfg.Addr != "" || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
 	}
@@ -121,9 +125,13 @@ func startNodeRetry(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
 
 // startNode makes one attempt of StartNode.
 func startNode(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
-	relayPort, err := freePort()
-	if err != nil {
-		return nil, err
+	addr := cfg.Addr
+	if addr == "" {
+		relayPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(relayPort)
 	}
 	scheme := "http"
 	if slices.ContainsFunc(cfg.Args, func(a string) bool {
@@ -133,7 +141,7 @@ func startNode(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{
 		ID:    cfg.ID,
-		Addr:  "127.0.0.1:" + strconv.Itoa(relayPort),
+		Addr:  addr,
 		t:     t,
 		addrs: map[string]string{},
 		got:   make(chan struct{}),
@@ -164,8 +172,8 @@ func startNode(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
 	if cfg.ID != "" {
 		name += " " + cfg.ID
 	}
-	n.p, err = startProc(name, cmd, n.line)
-	if err != nil {
+	var err error
+	if n.p, err = startProc(name, cmd, n.line); err != nil {
 		return nil, err
 	}
 	t.Cleanup(n.cleanup)
