@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -101,7 +102,11 @@ const syncBound = 500 * time.Millisecond
 var (
 	refuseDirectoryDown = &Refusal{http.StatusServiceUnavailable, "cluster directory unavailable"}
 	refusePeerDown      = &Refusal{http.StatusServiceUnavailable, "cluster peer unreachable"}
-	refuseBadNotify     = &Refusal{http.StatusBadGateway, "malformed cluster notify"}
+
+	// errPeerConnectionLost fails a Notify at once to an address whose
+	// connection remote reported lost (see downFor).
+	errPeerConnectionLost = errors.New("actors: cluster peer connection lost")
+	refuseBadNotify       = &Refusal{http.StatusBadGateway, "malformed cluster notify"}
 )
 
 // clusterState is a clustered engine's part; nil on one node.
@@ -113,6 +118,8 @@ type clusterState struct {
 	public string         // PublicURL without a trailing slash
 
 	suspects sync.Map // node id → time.Time: a Notify to it failed, avoid it until then
+	down     sync.Map // cluster address → *downState: remote lost its connection there
+	sub      *eventstream.Subscription
 
 	closing  atomic.Bool
 	stopped  sync.Once
@@ -272,6 +279,7 @@ func (e *Engine) startCluster(cfg ClusterConfig) error {
 			return err
 		}
 		c.remote = r
+		c.sub = e.system.EventStream.Subscribe(c.endpointEvent)
 	}
 	c.addr = e.system.Address()
 	if cfg.Open != nil {
@@ -332,6 +340,7 @@ func (e *Engine) stopCluster() {
 		close(c.stop)
 		c.wg.Wait()
 		if c.remote != nil {
+			e.system.EventStream.Unsubscribe(c.sub)
 			c.remote.Shutdown(false)
 		}
 	})
@@ -481,6 +490,55 @@ func (e *Engine) routeDial(msg *dialMsg) error {
 	return nil
 }
 
+// downFor is how long Notifies to a cluster address whose connection
+// remote reported lost fail at once, instead of each waiting out the
+// Notify timeout: a killed node's dials fail over, or are answered 503, at
+// once. A connection made again ends it sooner; while it lasts, one probe
+// a second (downProbeEvery) tries to make one, so that a node restarted at
+// the same address is seen as soon as it answers.
+const (
+	downFor        = 10 * time.Second
+	downProbeEvery = time.Second
+)
+
+// downState is a cluster address whose connection was lost.
+type downState struct {
+	until time.Time
+	probe atomic.Int64 // unix nanos of the last probe
+}
+
+// endpointEvent follows remote's connections to other nodes, from the
+// actor system's event stream.
+func (c *clusterState) endpointEvent(ev any) {
+	switch ev := ev.(type) {
+	case *remote.EndpointTerminatedEvent:
+		c.down.Store(ev.Address, &downState{until: time.Now().Add(downFor)})
+	case *remote.EndpointConnectedEvent:
+		c.down.Delete(ev.Address)
+	}
+}
+
+// isDown reports whether Notifies to addr should fail at once. When they
+// should, it sends at most one probe a second: a Cancel, which the peer
+// actor ignores, whose delivery makes remote connect again.
+func (c *clusterState) isDown(root *actor.RootContext, addr string) bool {
+	v, ok := c.down.Load(addr)
+	if !ok {
+		return false
+	}
+	d := v.(*downState)
+	now := time.Now()
+	if now.After(d.until) {
+		c.down.CompareAndDelete(addr, v)
+		return false
+	}
+	last := d.probe.Load()
+	if now.UnixNano()-last >= int64(downProbeEvery) && d.probe.CompareAndSwap(last, now.UnixNano()) {
+		root.Send(actor.NewPID(addr, PeerActorName), &clusterpb.Cancel{})
+	}
+	return true
+}
+
 // suspectFor is how long a node whose Notify failed is avoided by the
 // picks of dials that have another member to go to: long enough to cover
 // a dead node's lease, after which its names are gone anyway.
@@ -492,6 +550,12 @@ func (c *clusterState) suspect(node string) {
 
 func (c *clusterState) trusted(node string) {
 	c.suspects.Delete(node)
+}
+
+// downAddr reports, without probing, whether addr's connection is lost.
+func (c *clusterState) downAddr(addr string) bool {
+	v, ok := c.down.Load(addr)
+	return ok && time.Now().Before(v.(*downState).until)
 }
 
 func (c *clusterState) suspected(node string) bool {
@@ -521,7 +585,7 @@ func (c *clusterState) pick(name, self string, avoid []string) (cluster.Member, 
 		if slices.Contains(avoid, m.Node) {
 			continue
 		}
-		if m.Node == self || !c.suspected(m.Node) {
+		if m.Node == self || (!c.suspected(m.Node) && !c.downAddr(m.ClusterAddr)) {
 			return m, true
 		}
 		if !found {
@@ -609,22 +673,29 @@ func (p *pending) sendNotify(ctx actor.Context) {
 	if timeout <= 0 {
 		timeout = time.Millisecond
 	}
-	f := ctx.RequestFuture(n.pid, n.msg, timeout)
+	c := p.engine.cl
+	failed := func(err error) {
+		c.counters.peer(n.node, true)
+		c.suspect(n.node)
+		p.engine.log.Debug("cluster: notify failed", slog.String("peer", n.node), slog.String("addr", n.pid.Address), slog.Any("err", err))
+		if !p.sent && p.retarget(ctx) {
+			return
+		}
+		p.finish(ctx, Outcome{Err: refusePeerDown})
+	}
 	// Counted now: the answer may never be read, when the callback has
 	// already ended the dial.
-	p.engine.cl.counters.peer(n.node, false)
+	c.counters.peer(n.node, false)
+	if n.pid.Address != c.addr && c.isDown(p.engine.root, n.pid.Address) {
+		failed(errPeerConnectionLost)
+		return
+	}
+	f := ctx.RequestFuture(n.pid, n.msg, timeout)
 	sent := time.Now()
 	ctx.ReenterAfter(f, func(res any, err error) {
-		c := p.engine.cl
 		counters := &c.counters
 		if err != nil {
-			counters.peer(n.node, true)
-			c.suspect(n.node)
-			p.engine.log.Debug("cluster: notify failed", slog.String("peer", n.node), slog.String("addr", n.pid.Address), slog.Any("err", err))
-			if !p.sent && p.retarget(ctx) {
-				return
-			}
-			p.finish(ctx, Outcome{Err: refusePeerDown})
+			failed(err)
 			return
 		}
 		c.trusted(n.node)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/remote"
+
 	"github.com/clusterlink-relay/relay/actors/cluster"
 	"github.com/clusterlink-relay/relay/wire"
 )
@@ -322,5 +324,60 @@ func TestClusterLocalNameOutOfView(t *testing.T) {
 	pd.Cancel()
 	if _, err := e.Dial(ctx, "nobody", "cli", "127.0.0.1:2"); status(err) != http.StatusNotFound {
 		t.Fatalf("dial of an unknown name: %v, want 404", err)
+	}
+}
+
+// TestClusterLostConnectionFailsFast checks that a Notify to an address
+// whose connection remote reported lost fails at once, with no wait for
+// the Notify timeout (set far beyond the test's bound here): the only
+// member's dial is 503, and a name with a member on this node too fails
+// over to it.
+func TestClusterLostConnectionFailsFast(t *testing.T) {
+	dir := cluster.NewMemory()
+	e := newEngine(t, Config{NodeID: "n1", Cluster: &ClusterConfig{Directory: dir, PublicURL: testPublic, NotifyTimeout: time.Minute}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const dead = "127.0.0.1:1"
+	for _, name := range []string{"only", "both"} {
+		if err := dir.Publish(ctx, cluster.Publish{Name: name, Authenticated: true,
+			Member: cluster.Member{Node: "n3", Registration: wire.NewToken().String(), ClusterAddr: dead, PublicURL: "http://127.0.0.1:11"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg, err := e.Register(ctx, RegisterRequest{Name: "both", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What remote publishes when the stream to a peer breaks.
+	e.cl.endpointEvent(&remote.EndpointTerminatedEvent{Address: dead})
+
+	pd, err := e.Dial(ctx, "only", "", "127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := pd.Wait(ctx); status(o.Err) != http.StatusServiceUnavailable || !strings.Contains(o.Err.Error(), "cluster peer unreachable") {
+		t.Fatalf("dial of a name held only behind a lost connection: %+v, want 503 cluster peer unreachable at once", o)
+	}
+	// Every dial of "both" goes to the local member: the lost address is
+	// passed over by the pick, or failed over from.
+	for i := range 3 {
+		pd, err := e.Dial(ctx, "both", "", "127.0.0.1:2")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		if ev := nextEvent(t, reg); ev.Connect.Token != pd.Token.String() {
+			t.Fatalf("dial %d: event for %s, want %s", i, ev.Connect.Token, pd.Token)
+		}
+		pd.Cancel()
+	}
+	// A connection made again ends it: the next Notify is sent (and, with
+	// nothing at the address, waits for its answer).
+	e.cl.endpointEvent(&remote.EndpointConnectedEvent{Address: dead})
+	if e.cl.downAddr(dead) {
+		t.Fatal("address still down after a connected event")
+	}
+	st, _ := e.ClusterStats()
+	if st.Peers["n3"].Failed != 1 || st.Peers["n3"].Sent != 1 {
+		t.Fatalf("sends to n3 %+v, want one, failed at once", st.Peers["n3"])
 	}
 }
