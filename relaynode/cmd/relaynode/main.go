@@ -34,7 +34,8 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "relaynode:", err)
+		// The library's errors already begin with its name.
+		fmt.Fprintln(os.Stderr, "relaynode:", strings.TrimPrefix(err.Error(), "relaynode: "))
 		os.Exit(1)
 	}
 }

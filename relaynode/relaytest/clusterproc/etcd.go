@@ -1,6 +1,8 @@
 package clusterproc
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,10 +50,18 @@ type Etcd struct {
 	dir     string
 	client  string // client URL
 	peer    string // peer URL
+	tls     EtcdTLS
 	stopped time.Time
 
 	mu sync.Mutex
 	p  *proc // nil while stopped
+}
+
+// EtcdTLS puts etcd's client port on TLS: PEM files of its certificate,
+// key and the CA its clients' certificates must chain to (with CA set,
+// etcd asks every client for a certificate).
+type EtcdTLS struct {
+	CertFile, KeyFile, CAFile string
 }
 
 // StartEtcd starts etcd on free loopback ports and waits, within
@@ -59,7 +69,19 @@ type Etcd struct {
 // cleanup.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
-	e := &Etcd{t: t, bin: EtcdBinary(t), dir: t.TempDir()}
+	return StartEtcdTLS(t, EtcdTLS{})
+}
+
+// StartEtcdTLS is StartEtcd with the client port on TLS (https), unless
+// cfg is zero. Its health is read with the same certificate, which must
+// be good for client authentication too.
+func StartEtcdTLS(t testing.TB, cfg EtcdTLS) *Etcd {
+	t.Helper()
+	e := &Etcd{t: t, bin: EtcdBinary(t), dir: t.TempDir(), tls: cfg}
+	scheme := "http"
+	if cfg.CertFile != "" {
+		scheme = "https"
+	}
 	t.Cleanup(func() {
 		e.mu.Lock()
 		p := e.p
@@ -83,7 +105,7 @@ func StartEtcd(t testing.TB) *Etcd {
 		if pp, err = freePort(); err != nil {
 			break
 		}
-		e.client = fmt.Sprintf("http://127.0.0.1:%d", cp)
+		e.client = fmt.Sprintf("%s://127.0.0.1:%d", scheme, cp)
 		e.peer = fmt.Sprintf("http://127.0.0.1:%d", pp)
 		if err = e.start(); err == nil {
 			return e
@@ -150,12 +172,23 @@ func (e *Etcd) start() error {
 		"--listen-peer-urls", e.peer, "--initial-advertise-peer-urls", e.peer,
 		"--initial-cluster", "clusterproc="+e.peer,
 		"--log-level", "error", "--logger", "zap")
+	if e.tls.CertFile != "" {
+		cmd.Args = append(cmd.Args, "--cert-file", e.tls.CertFile, "--key-file", e.tls.KeyFile)
+		if e.tls.CAFile != "" {
+			cmd.Args = append(cmd.Args, "--trusted-ca-file", e.tls.CAFile, "--client-cert-auth")
+		}
+	}
 	cmd.Env = append(cleanEnv(), "ETCD_UNSUPPORTED_ARCH=")
 	p, err := startProc("etcd", cmd, nil)
 	if err != nil {
 		return err
 	}
-	if err := waitHealthy(p, e.client, EtcdReadyBound); err != nil {
+	hc, err := e.healthClient()
+	if err != nil {
+		_ = p.kill()
+		return err
+	}
+	if err := waitHealthy(p, hc, e.client, EtcdReadyBound); err != nil {
 		_ = p.kill()
 		return err
 	}
@@ -165,16 +198,41 @@ func (e *Etcd) start() error {
 	return nil
 }
 
+// healthClient returns the client that reads etcd's health: plain, or
+// with the TLS files of e.tls (the CA to verify etcd, the certificate to
+// present).
+func (e *Etcd) healthClient() (*http.Client, error) {
+	if e.tls.CertFile == "" {
+		return httpClient, nil
+	}
+	cert, err := tls.LoadX509KeyPair(e.tls.CertFile, e.tls.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("etcd TLS: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if e.tls.CAFile != "" {
+		pem, err := os.ReadFile(e.tls.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd TLS: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd TLS: no certificate in %s", e.tls.CAFile)
+		}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}, nil
+}
+
 // waitHealthy polls etcd's /health until it answers 200 with
 // "health":"true", within bound.
-func waitHealthy(p *proc, client string, bound time.Duration) error {
+func waitHealthy(p *proc, hc *http.Client, client string, bound time.Duration) error {
 	deadline := time.Now().Add(bound)
 	var last string
 	for time.Now().Before(deadline) {
 		if p.exited() {
 			return fmt.Errorf("etcd at %s did not start: %s", client, p.describe())
 		}
-		status, body, err := get(client+"/health", time.Second)
+		status, body, err := getWith(hc, client+"/health", time.Second)
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -195,7 +253,12 @@ var httpClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true
 // get fetches url within bound and returns its status and body, read up
 // to 4 MiB.
 func get(url string, bound time.Duration) (int, []byte, error) {
-	c := *httpClient
+	return getWith(httpClient, url, bound)
+}
+
+// getWith is get through hc.
+func getWith(hc *http.Client, url string, bound time.Duration) (int, []byte, error) {
+	c := *hc
 	c.Timeout = bound
 	resp, err := c.Get(url)
 	if err != nil {
