@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -205,32 +204,12 @@ func (s *clusterRun) latency(ctx context.Context, prog *progress, ts []target) e
 	return nil
 }
 
-// rate runs dial/echo/close loops at each concurrency, the targets taking
-// turns slice by slice; each figure is the median slice.
+// rate measures both targets' dial rate at each concurrency, in turns.
 func (s *clusterRun) rate(ctx context.Context, prog *progress, ts []target) error {
-	slice := s.sz.rateFor / time.Duration(s.sz.rateSlices)
-	for _, c := range s.sz.conc {
-		runs := make([]rateStats, len(ts))
-		for i, t := range ts {
-			runs[i] = rateStats{Target: t.name, Concurrency: c}
-		}
-		for sl := range s.sz.rateSlices {
-			for i, t := range ts {
-				label := fmt.Sprintf("rate: %s, c=%d, slice %d/%d", t.name, c, sl+1, s.sz.rateSlices)
-				prog.step("%s, %v", label, slice)
-				runs[i].add(measureRate(ctx, t.name, t.dial, c, slice, prog, label))
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-		}
-		for i := range runs {
-			runs[i].PerSecond = median(runs[i].Slices)
-			s.Errors["rate"] += runs[i].Errors
-		}
-		s.Rate = append(s.Rate, runs...)
-	}
-	return nil
+	runs, errs, err := rateTurns(ctx, prog, ts, s.sz)
+	s.Rate = append(s.Rate, runs...)
+	s.Errors["rate"] += errs
+	return err
 }
 
 // lat returns target's latency run, if measured.
@@ -314,62 +293,16 @@ func (s *clusterRun) report(w io.Writer) {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\ntargets:")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range s.Checks {
-		status := "met"
-		switch {
-		case math.IsNaN(c.Value):
-			status = "not measured"
-		case !c.Met:
-			status = "MISSED"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", c.Metric, c.Goal, c.Shown, status)
-	}
-	tw.Flush()
-	var total int64
-	var parts []string
-	for _, m := range clusterModes {
-		if v, ok := s.Errors[m]; ok {
-			total += v
-			parts = append(parts, fmt.Sprintf("%s %d", m, v))
-		}
-	}
-	fmt.Fprintf(w, "\nerrors: %d (%s)\n", total, strings.Join(parts, ", "))
-	for _, r := range s.Latency {
-		if r.FirstError != "" {
-			fmt.Fprintf(w, "  latency %s: %s\n", r.Target, r.FirstError)
-		}
-	}
-	for _, r := range s.Rate {
-		if r.FirstError != "" {
-			fmt.Fprintf(w, "  rate %s c=%d: %s\n", r.Target, r.Concurrency, r.FirstError)
-		}
-	}
+	writeChecks(w, "targets:", s.Checks)
+	writeErrors(w, clusterModes, s.Errors, s.Latency, s.Rate)
 	for _, x := range s.Warnings {
 		fmt.Fprintf(w, "relay log: %s\n", x)
 	}
 }
 
-// write writes cluster.json into dir. NaNs become nulls.
+// write writes cluster.json into dir.
 func (s *clusterRun) write(dir string) error {
-	for i := range s.Checks {
-		if math.IsNaN(s.Checks[i].Value) {
-			s.Checks[i].Value = 0
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
-	}
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode cluster.json: %w", err)
-	}
-	path := filepath.Join(dir, "cluster.json")
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return writeJSON(dir, "cluster.json", s, s.Checks, s.Latency)
 }
 
 // clusterModes are the modes the cluster mode runs, in order.

@@ -233,29 +233,41 @@ func (s *spawnRun) rate(ctx context.Context) error {
 			return err
 		}
 	}
-	slice := s.sz.rateFor / time.Duration(s.sz.rateSlices)
-	for _, c := range s.sz.conc {
+	runs, errs, err := rateTurns(ctx, s.prog, ts, s.sz)
+	s.Rate = append(s.Rate, runs...)
+	s.Errors["rate"] += errs
+	return err
+}
+
+// rateTurns runs dial/echo/close loops on ts at each concurrency of sz,
+// the targets taking turns slice by slice; each run's figure is its
+// median slice. It returns the runs and their errors summed.
+func rateTurns(ctx context.Context, prog *progress, ts []target, sz sizes) ([]rateStats, int64, error) {
+	var all []rateStats
+	var errs int64
+	slice := sz.rateFor / time.Duration(sz.rateSlices)
+	for _, c := range sz.conc {
 		runs := make([]rateStats, len(ts))
 		for i, t := range ts {
 			runs[i] = rateStats{Target: t.name, Concurrency: c}
 		}
-		for sl := range s.sz.rateSlices {
+		for sl := range sz.rateSlices {
 			for i, t := range ts {
-				label := fmt.Sprintf("rate: %s, c=%d, slice %d/%d", t.name, c, sl+1, s.sz.rateSlices)
-				s.prog.step("%s, %v", label, slice)
-				runs[i].add(measureRate(ctx, t.name, t.dial, c, slice, s.prog, label))
+				label := fmt.Sprintf("rate: %s, c=%d, slice %d/%d", t.name, c, sl+1, sz.rateSlices)
+				prog.step("%s, %v", label, slice)
+				runs[i].add(measureRate(ctx, t.name, t.dial, c, slice, prog, label))
 				if err := ctx.Err(); err != nil {
-					return err
+					return all, errs, err
 				}
 			}
 		}
 		for i := range runs {
 			runs[i].PerSecond = median(runs[i].Slices)
-			s.Errors["rate"] += runs[i].Errors
+			errs += runs[i].Errors
 		}
-		s.Rate = append(s.Rate, runs...)
+		all = append(all, runs...)
 	}
-	return nil
+	return all, errs, nil
 }
 
 // bulk sends a fixed byte count through each path into a counting sink,
@@ -520,39 +532,8 @@ func (s *spawnRun) report(w io.Writer) {
 		fmt.Fprintf(w, "relay warm: %d of %d measured dials went to a parked callback (warm pool K=%d)\n", r.WarmHits, r.N, r.WarmPool)
 	}
 
-	fmt.Fprintln(w, "\ntargets (ratios to the bare proxy in this run):")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range s.Checks {
-		status := "met"
-		switch {
-		case math.IsNaN(c.Value):
-			status = "not measured"
-		case !c.Met:
-			status = "MISSED"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", c.Metric, c.Goal, c.Shown, status)
-	}
-	tw.Flush()
-
-	var total int64
-	var parts []string
-	for _, m := range spawnModes {
-		if v, ok := s.Errors[m]; ok {
-			total += v
-			parts = append(parts, fmt.Sprintf("%s %d", m, v))
-		}
-	}
-	fmt.Fprintf(w, "\nerrors: %d (%s)\n", total, strings.Join(parts, ", "))
-	for _, r := range s.Latency {
-		if r.FirstError != "" {
-			fmt.Fprintf(w, "  latency %s: %s\n", r.Target, r.FirstError)
-		}
-	}
-	for _, r := range s.Rate {
-		if r.FirstError != "" {
-			fmt.Fprintf(w, "  rate %s c=%d: %s\n", r.Target, r.Concurrency, r.FirstError)
-		}
-	}
+	writeChecks(w, "targets (ratios to the bare proxy in this run):", s.Checks)
+	writeErrors(w, spawnModes, s.Errors, s.Latency, s.Rate)
 	for _, r := range s.Bulk {
 		if r.FirstError != "" {
 			fmt.Fprintf(w, "  bulk %s: %s\n", r.Target, r.FirstError)
@@ -570,22 +551,71 @@ func (s *spawnRun) report(w io.Writer) {
 	}
 }
 
-// write writes spawn.json into dir. NaNs become nulls.
-func (s *spawnRun) write(dir string) error {
-	for i := range s.Checks {
-		if math.IsNaN(s.Checks[i].Value) {
-			s.Checks[i].Value = -1
+// writeChecks prints the targets checked in a run under title, each with
+// its status.
+func writeChecks(w io.Writer, title string, checks []spawnCheck) {
+	fmt.Fprintln(w, "\n"+title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range checks {
+		status := "met"
+		switch {
+		case math.IsNaN(c.Value):
+			status = "not measured"
+		case !c.Met:
+			status = "MISSED"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t\n", c.Metric, c.Goal, c.Shown, status)
+	}
+	tw.Flush()
+}
+
+// writeErrors prints the errors of a run by mode, in the order of modes,
+// and the first error of each latency and rate run that had one.
+func writeErrors(w io.Writer, modes []string, errs map[string]int64, lat []latencyRun, rate []rateStats) {
+	var total int64
+	var parts []string
+	for _, m := range modes {
+		if v, ok := errs[m]; ok {
+			total += v
+			parts = append(parts, fmt.Sprintf("%s %d", m, v))
 		}
 	}
-	for i := range s.Latency {
-		s.Latency[i].SamplesUS = nil
+	fmt.Fprintf(w, "\nerrors: %d (%s)\n", total, strings.Join(parts, ", "))
+	for _, r := range lat {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  latency %s: %s\n", r.Target, r.FirstError)
+		}
 	}
-	data, err := json.MarshalIndent(s, "", "  ")
+	for _, r := range rate {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "  rate %s c=%d: %s\n", r.Target, r.Concurrency, r.FirstError)
+		}
+	}
+}
+
+// write writes spawn.json into dir. NaNs become nulls.
+func (s *spawnRun) write(dir string) error {
+	return writeJSON(dir, "spawn.json", s, s.Checks, s.Latency)
+}
+
+// writeJSON writes v as file in dir. Before, it marks each check not
+// measured with the value -1 (JSON has no NaN), and drops the latency
+// runs' samples, which would dwarf the rest.
+func writeJSON(dir, file string, v any, checks []spawnCheck, lat []latencyRun) error {
+	for i := range checks {
+		if math.IsNaN(checks[i].Value) {
+			checks[i].Value = -1
+		}
+	}
+	for i := range lat {
+		lat[i].SamplesUS = nil
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode spawn.json: %w", err)
+		return fmt.Errorf("encode %s: %w", file, err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "spawn.json"), append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write spawn.json: %w", err)
+	if err := os.WriteFile(filepath.Join(dir, file), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
 	}
 	return nil
 }
