@@ -213,24 +213,10 @@ func (s *clusterRun) rate(ctx context.Context, prog *progress, ts []target) erro
 }
 
 // lat returns target's latency run, if measured.
-func (s *clusterRun) lat(target string) (latencyRun, bool) {
-	for _, r := range s.Latency {
-		if r.Target == target {
-			return r, r.N > 0
-		}
-	}
-	return latencyRun{}, false
-}
+func (s *clusterRun) lat(target string) (latencyRun, bool) { return latencyOf(s.Latency, target) }
 
 // rateOf returns target's dials per second at c, or NaN.
-func (s *clusterRun) rateOf(target string, c int) float64 {
-	for _, r := range s.Rate {
-		if r.Target == target && r.Concurrency == c {
-			return r.PerSecond
-		}
-	}
-	return math.NaN()
-}
+func (s *clusterRun) rateOf(target string, c int) float64 { return perSecond(s.Rate, target, c) }
 
 // checks evaluates the cluster targets: cross-node p50 against same-node
 // p50, at the target and at the stretch.

@@ -367,8 +367,14 @@ const (
 )
 
 // lat returns the latency run of target, if measured.
-func (s *spawnRun) lat(target string) (latencyRun, bool) {
-	for _, r := range s.Latency {
+func (s *spawnRun) lat(target string) (latencyRun, bool) { return latencyOf(s.Latency, target) }
+
+// rateOf returns target's dials per second at c, or NaN.
+func (s *spawnRun) rateOf(target string, c int) float64 { return perSecond(s.Rate, target, c) }
+
+// latencyOf returns target's run among runs, if it has samples.
+func latencyOf(runs []latencyRun, target string) (latencyRun, bool) {
+	for _, r := range runs {
 		if r.Target == target {
 			return r, r.N > 0
 		}
@@ -376,12 +382,10 @@ func (s *spawnRun) lat(target string) (latencyRun, bool) {
 	return latencyRun{}, false
 }
 
-// rateOf returns target's dials per second at c, or NaN.
-func (s *spawnRun) rateOf(target string, c int) float64 {
-	for _, r := range s.Rate {
-		if r.Target == target && r.Concurrency == c {
-			return r.PerSecond
-		}
+// perSecond returns target's dials per second at c among runs, or NaN.
+func perSecond(runs []rateStats, target string, c int) float64 {
+	if r, ok := rateAt(runs, target, c); ok {
+		return r.PerSecond
 	}
 	return math.NaN()
 }
