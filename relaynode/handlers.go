@@ -363,18 +363,61 @@ func (n *Node) trusted(a netip.Addr) bool {
 // it. Only on servers the node runs itself (Serve, ListenAndServe): a
 // Handler mounted elsewhere cannot reach its socket.
 func (n *Node) capSendBuffer(r *http.Request) {
-	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	c, _ := servedConn(r.Context())
 	if tcp := tcpConn(c); tcp != nil {
 		_ = tcp.SetWriteBuffer(n.cfg.StreamSendBuffer)
 	}
 }
 
-// keepAlive turns TCP keepalive on for a hijacked socket, whatever
-// listener the node was given: half-open peers of long-lived pairs are then
-// found by the kernel.
+// keepAliveConfig is the TCP keepalive of the relay's sockets: half-open
+// peers of long-lived pairs are found by the kernel within about two
+// minutes.
+var keepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4}
+
+// Listen listens on the TCP address addr as net.Listen does, with the
+// relay's keepalive set on each accepted socket by the accept itself. Serve
+// on it then sets nothing more on a hijacked socket; on any other listener
+// it sets the relay's keepalive on each socket it hijacks, four more
+// setsockopt calls.
+func Listen(network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAliveConfig: keepAliveConfig}
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return ln, nil
+	}
+	return &keepAliveListener{tl}, nil
+}
+
+// keepAliveListener marks a listener whose accepted sockets already have
+// keepAliveConfig.
+type keepAliveListener struct{ *net.TCPListener }
+
+// keepAliveConnKey is connKey's twin on servers whose listener is a
+// keepAliveListener: its value is the request's net.Conn, and its presence
+// says the socket's keepalive is set.
+type keepAliveConnKey struct{}
+
+// servedConn returns the net.Conn of a request served by one of the node's
+// own servers (nil for a Handler mounted elsewhere), and whether its
+// keepalive was set at accept.
+func servedConn(ctx context.Context) (c net.Conn, keepAliveSet bool) {
+	if c, ok := ctx.Value(keepAliveConnKey{}).(net.Conn); ok {
+		return c, true
+	}
+	c, _ = ctx.Value(connKey{}).(net.Conn)
+	return c, false
+}
+
+// keepAlive turns TCP keepalive on for a hijacked socket whose listener
+// did not: half-open peers of long-lived pairs are then found by the
+// kernel, whatever listener the node was given.
 func keepAlive(c net.Conn) {
 	if tcp := tcpConn(c); tcp != nil {
-		_ = tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4})
+		_ = tcp.SetKeepAliveConfig(keepAliveConfig)
 	}
 }
 
@@ -439,7 +482,10 @@ func (n *Node) handOver(w http.ResponseWriter, p *actors.Pairing, side actors.Si
 		_, _ = brw.Reader.Read(head)
 	}
 	p.Offer(side, conn, head)
-	// After the offer, off the dial's critical path: four setsockopts.
-	// Safe on a conn the pair may already be copying or closing.
-	keepAlive(conn)
+	if sw, ok := w.(*statusWriter); !ok || !sw.keepAliveSet {
+		// After the offer, off the dial's critical path: four
+		// setsockopts. Safe on a conn the pair may already be copying or
+		// closing.
+		keepAlive(conn)
+	}
 }

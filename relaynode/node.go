@@ -153,6 +153,7 @@ func (n *Node) Stats() Stats {
 // short text body, sent before any switch to raw bytes.
 func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &statusWriter{ResponseWriter: rw}
+	_, w.keepAliveSet = servedConn(r.Context())
 	w.Header().Set(wire.HeaderNode, n.engine.NodeID())
 	n.mu.Lock()
 	if n.closing {
@@ -238,10 +239,10 @@ func refuseErr(w http.ResponseWriter, err error) {
 	}
 }
 
-// ListenAndServe listens on the TCP address addr and serves the relay on
-// it. It returns http.ErrServerClosed after Shutdown or Close.
+// ListenAndServe listens on the TCP address addr (with Listen) and serves
+// the relay on it. It returns http.ErrServerClosed after Shutdown or Close.
 func (n *Node) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -252,6 +253,10 @@ func (n *Node) ListenAndServe(addr string) error {
 // limit, over TLS when the Config has a certificate. It returns
 // http.ErrServerClosed after Shutdown or Close.
 func (n *Node) Serve(ln net.Listener) error {
+	var key any = connKey{}
+	if _, ok := ln.(*keepAliveListener); ok {
+		key = keepAliveConnKey{}
+	}
 	ln = n.gate.listener(ln)
 	if n.tls != nil {
 		ln = tls.NewListener(ln, n.tls)
@@ -273,7 +278,7 @@ func (n *Node) Serve(ln net.Listener) error {
 		// The handlers reach their socket through the context, to cap a
 		// registration stream's send buffer.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
+			return context.WithValue(ctx, key, c)
 		},
 	}
 	return n.serve(srv, ln, false)
