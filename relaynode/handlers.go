@@ -426,6 +426,9 @@ func tcpConn(c net.Conn) *net.TCPConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
+	if pc, ok := c.(*prefixConn); ok {
+		c = pc.Conn
+	}
 	tcp, _ := c.(*net.TCPConn)
 	return tcp
 }
@@ -443,14 +446,15 @@ func appendHeader(b []byte, key, value string) []byte {
 // The server's 101 names the client (Relay-Client-Name and
 // Relay-Client-Addr, when known).
 func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Side) {
-	var answer []byte
+	bb := eventPool.Get()
+	defer eventPool.Put(bb)
 	if side == actors.Server {
-		answer = wire.AppendUpgradeResponse(make([]byte, 0, 256), n.engine.NodeID(),
+		bb.B = wire.AppendUpgradeResponse(bb.B[:0], n.engine.NodeID(),
 			wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr)
 	} else {
-		answer = wire.AppendUpgradeResponse(make([]byte, 0, 256), n.engine.NodeID())
+		bb.B = wire.AppendUpgradeResponse(bb.B[:0], n.engine.NodeID())
 	}
-	n.handOver(w, p, side, answer, http.StatusSwitchingProtocols)
+	n.handOver(w, p, side, bb.B, http.StatusSwitchingProtocols)
 }
 
 // handOver is the switch to raw bytes of both wires: it hijacks the
@@ -459,27 +463,35 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 // came behind the request, to the pairing. status is what the node's
 // counters record for the request.
 func (n *Node) handOver(w http.ResponseWriter, p *actors.Pairing, side actors.Side, answer []byte, status int) {
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		p.Abort(side)
-		refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
-		return
+	var conn net.Conn
+	var head []byte
+	if lw := leanOf(w); lw != nil {
+		conn, head = lw.hijack()
+	} else {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			p.Abort(side)
+			refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
+			return
+		}
+		if k := brw.Reader.Buffered(); k > 0 {
+			head = make([]byte, k)
+			_, _ = brw.Reader.Read(head)
+		}
+		// A connection the lean path handed over splices once what it
+		// read first has been read again.
+		conn = unwrapConn(c)
 	}
 	if sw, ok := w.(*statusWriter); ok {
 		sw.status = status
 	}
 	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
-	_, err = conn.Write(answer)
+	_, err := conn.Write(answer)
 	_ = conn.SetDeadline(time.Time{})
 	if err != nil {
 		conn.Close()
 		p.Abort(side)
 		return
-	}
-	var head []byte
-	if k := brw.Reader.Buffered(); k > 0 {
-		head = make([]byte, k)
-		_, _ = brw.Reader.Read(head)
 	}
 	p.Offer(side, conn, head)
 	if sw, ok := w.(*statusWriter); !ok || !sw.keepAliveSet {

@@ -153,8 +153,13 @@ func (n *Node) Stats() Stats {
 // short text body, sent before any switch to raw bytes.
 func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &statusWriter{ResponseWriter: rw}
-	_, w.keepAliveSet = servedConn(r.Context())
-	w.Header().Set(wire.HeaderNode, n.engine.NodeID())
+	if lw, ok := rw.(*leanWriter); ok {
+		// The lean path writes Relay-Node itself, on a refusal only.
+		w.keepAliveSet = lw.lc.ls.keepAlive
+	} else {
+		_, w.keepAliveSet = servedConn(r.Context())
+		w.Header().Set(wire.HeaderNode, n.engine.NodeID())
+	}
 	n.mu.Lock()
 	if n.closing {
 		n.mu.Unlock()
@@ -254,12 +259,17 @@ func (n *Node) ListenAndServe(addr string) error {
 // http.ErrServerClosed after Shutdown or Close.
 func (n *Node) Serve(ln net.Listener) error {
 	var key any = connKey{}
-	if _, ok := ln.(*keepAliveListener); ok {
+	_, keepAliveSet := ln.(*keepAliveListener)
+	if keepAliveSet {
 		key = keepAliveConnKey{}
 	}
 	ln = n.gate.listener(ln)
 	if n.tls != nil {
 		ln = tls.NewListener(ln, n.tls)
+	} else if !n.cfg.CompatV0 {
+		// The hot routes take the lean path (lean.go); the http.Server
+		// gets every other connection.
+		ln = newLeanServer(n, ln, keepAliveSet)
 	}
 	srv := &http.Server{
 		Handler:           n,
