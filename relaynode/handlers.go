@@ -96,7 +96,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	writeEvent := func(ev *actors.StreamEvent) error {
 		var err error
 		if ev.Type == wire.EventConnect {
-			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Connect)
+			bb.B = wire.AppendConnectEvent(bb.B[:0], ev.Connect)
 		} else {
 			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Drain)
 		}
