@@ -256,7 +256,15 @@ func (lc *leanConn) readHead(first bool) (string, bool) {
 		_ = c.SetReadDeadline(time.Now().Add(leanIdleTimeout))
 	}
 	lineSeen := false
+	scanned := 0 // bytes checked for a bare LF
 	for {
+		if bareLF(buf[:have], scanned) {
+			// A line ended by LF alone: net/http reads it, the lean path
+			// does not.
+			lc.hand(buf[:have])
+			return "", false
+		}
+		scanned = have
 		if !lineSeen {
 			if !hotStart(buf[:have]) {
 				// Not a hot route's request (another route, another
@@ -308,6 +316,17 @@ func (lc *leanConn) readHead(first bool) (string, bool) {
 // leanIdleTimeout is how long a lean connection waits for its next
 // request: Serve's http.Server IdleTimeout.
 const leanIdleTimeout = 60 * time.Second
+
+// bareLF reports whether b, from index from on, has an LF not preceded by
+// CR.
+func bareLF(b []byte, from int) bool {
+	for i := from; i < len(b); i++ {
+		if b[i] == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
+}
 
 func indexCRLF(b []byte) int {
 	for i := 0; i+1 < len(b); i++ {
