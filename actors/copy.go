@@ -48,9 +48,8 @@ func copyStream(dst, src net.Conn, head []byte, bufSize int, l *limits) (int64, 
 // on src, and the pipe goes back to Go's pool between bursts. An idle pair
 // holds its two sockets only.
 //
-// TCP urgent data stops splice(2) at its mark, and TIOCINQ counts only up
-// to it: when queued reports it, or a splice of queued bytes moves none,
-// the rest of the stream is copied through a pooled buffer of bufSize
+// TCP urgent data stops splice(2) at its mark: when a splice of queued
+// bytes moves none, the rest of the stream is copied through a pooled buffer of bufSize
 // (copyThrough), whose reads step over the urgent byte as a buffered relay
 // does. spliceLoop never loops without moving a byte.
 //
@@ -64,12 +63,9 @@ func spliceLoop(dst, src *net.TCPConn, n int64, bufSize int, l *limits) (int64, 
 		if err := l.arm(src); err != nil {
 			return n, err
 		}
-		avail, urgent, err := queued(rc)
+		avail, err := queued(rc)
 		if err == nil {
-			switch {
-			case urgent:
-				return copyThrough(dst, src, n, bufSize, l)
-			case avail == 0:
+			if avail == 0 {
 				return n, nil // src ended cleanly
 			}
 			if avail, err = l.burst(avail, n); err != nil {
@@ -81,8 +77,8 @@ func spliceLoop(dst, src *net.TCPConn, n int64, bufSize int, l *limits) (int64, 
 			l.moved(m)
 			if err == nil {
 				if m == 0 {
-					// Bytes are queued but splice moved none: an urgent
-					// mark came between the count and the splice.
+					// Bytes are queued but splice moved none: a TCP
+					// urgent mark is ahead.
 					return copyThrough(dst, src, n, bufSize, l)
 				}
 				continue

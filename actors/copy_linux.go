@@ -4,7 +4,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"unsafe"
 )
 
 // spliceSupported says raw TCP pairs copy with splice(2) on this system.
@@ -12,52 +11,42 @@ const spliceSupported = true
 
 // queued waits until the socket behind rc has bytes to read or has ended,
 // and returns the number of bytes queued: 0 means the peer sent its FIN.
-// urgent reports bytes that splice(2) cannot pass: TCP urgent data ahead,
-// which TIOCINQ does not count. It holds no pipe and no buffer while it
-// waits: the goroutine parks in Go's poller, and the read deadline of the
-// conn applies.
-func queued(rc syscall.RawConn) (avail int64, urgent bool, err error) {
-	var opErr error
+// One recvfrom(MSG_PEEK|MSG_TRUNC) counts them without copying any (and
+// stops, as splice(2) does, at a TCP urgent mark; spliceLoop copies the
+// rest through a buffer when a splice then moves nothing). It holds no
+// pipe and no buffer while it waits: the goroutine parks in Go's poller,
+// and the read deadline of the conn applies.
+func queued(rc syscall.RawConn) (avail int64, err error) {
+	var opErr syscall.Errno
 	err = rc.Read(func(fd uintptr) bool {
-		n, errno := inq(fd)
-		if errno != 0 {
+		n, errno := peekCount(fd)
+		switch errno {
+		case 0:
+			avail = int64(n)
+			return true
+		case syscall.EAGAIN, syscall.EINTR:
+			// Nothing yet, or a stale wakeup: wait for the poller.
+			return false
+		default:
 			opErr = errno
 			return true
 		}
-		if n > 0 {
-			avail = int64(n)
-			return true
-		}
-		// Nothing counted: the peer has ended (a peek reads 0), failed (a
-		// peek fails), has not sent yet (EAGAIN: wait for the poller), or
-		// sent urgent data (a peek reads bytes TIOCINQ does not count). A
-		// wakeup can be stale, so only the peek decides.
-		var probe [1]byte
-		k, _, perr := syscall.Recvfrom(int(fd), probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case perr == syscall.EAGAIN || perr == syscall.EINTR:
-			return false
-		case perr != nil:
-			opErr = perr
-		case k > 0:
-			// Bytes arrived since the count, or an urgent mark is ahead.
-			if n, errno := inq(fd); errno == 0 && n > 0 {
-				avail = int64(n)
-			} else {
-				urgent = true
-			}
-		}
-		return true
 	})
-	if err == nil && opErr != nil {
+	if err == nil && opErr != 0 {
 		err = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", opErr)}
 	}
-	return avail, urgent, err
+	return avail, err
 }
 
-// inq returns the bytes queued on socket fd, up to any urgent mark.
-func inq(fd uintptr) (int32, syscall.Errno) {
-	var n int32
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
-	return n, errno
+// peekLimit is the most one count reports: far more than a socket buffers.
+const peekLimit = 1 << 30
+
+// peekCount returns the bytes queued on TCP socket fd, counted by a peek
+// that copies none: with MSG_TRUNC, TCP returns the length it would have
+// read. The buffer is nil, so a kernel that copied anyway would fail with
+// EFAULT rather than write anywhere.
+func peekCount(fd uintptr) (int, syscall.Errno) {
+	n, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, 0, peekLimit,
+		syscall.MSG_PEEK|syscall.MSG_TRUNC|syscall.MSG_DONTWAIT, 0, 0)
+	return int(n), errno
 }

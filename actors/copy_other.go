@@ -12,4 +12,4 @@ import (
 const spliceSupported = false
 
 // queued is only reached through spliceLoop, which needs Linux.
-func queued(syscall.RawConn) (int64, bool, error) { return 0, false, errors.ErrUnsupported }
+func queued(syscall.RawConn) (int64, error) { return 0, errors.ErrUnsupported }

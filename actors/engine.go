@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -128,8 +129,8 @@ const replyBound = 5 * time.Second
 // ends. Replies travel on channels of capacity 1, so an abandoned reply
 // never blocks its actor.
 func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
-	t := time.NewTimer(replyBound)
-	defer t.Stop()
+	t := getTimer(replyBound)
+	defer putTimer(t)
 	var zero R
 	select {
 	case r := <-reply:
@@ -139,6 +140,26 @@ func await[R any](ctx context.Context, e *Engine, reply chan R) (R, error) {
 	case <-t.C:
 		return zero, refuseBusy
 	}
+}
+
+// timers holds stopped reply-bound timers: a request per dial each way
+// would otherwise allocate one.
+var timers sync.Pool
+
+// getTimer returns a timer that fires after d.
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+// putTimer stops t and pools it. Since Go 1.23 a stopped timer's channel
+// holds no stale tick, so the next Reset starts clean.
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 // lateReply collects the reply to a request whose caller gave up (ctx

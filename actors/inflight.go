@@ -13,7 +13,8 @@ import (
 //
 // Its rule: a Pairing adds itself when it is made and removes itself when
 // it completes or fails; a pair is added, with its two pumps counted,
-// before it is spawned, and removed by its own Stopped. Once close has run,
+// before it is spawned (its PID recorded after), and removed by its own
+// Stopped. Once close has run,
 // nothing is added: add and addPair report false and the caller fails the
 // Pairing, or closes the pair's conns, itself. No actor reads or changes
 // another's state through it: close only fails Pairings (their own
@@ -24,11 +25,11 @@ type inflight struct {
 	mu       sync.Mutex // guards the following
 	closed   bool
 	pairings map[*Pairing]struct{}
-	pairs    map[*actor.PID]struct{}
+	pairs    map[*pair]*actor.PID // nil: counted, being spawned
 }
 
 func newInflight() *inflight {
-	return &inflight{pairings: make(map[*Pairing]struct{}), pairs: make(map[*actor.PID]struct{})}
+	return &inflight{pairings: make(map[*Pairing]struct{}), pairs: make(map[*pair]*actor.PID)}
 }
 
 // add records a new Pairing; false after close.
@@ -49,25 +50,41 @@ func (f *inflight) done(p *Pairing) {
 	f.mu.Unlock()
 }
 
-// addPair counts a pair's two pumps and spawns it with spawn, under the
-// lock close reads closed with: close never waits on the pumps while a
-// pair could still be counted. It reports false after close, and spawns
+// addPair counts pa's two pumps, under the lock close reads closed with
+// (close never waits on the pumps while a pair could still be counted),
+// then spawns it with spawn and records its PID. The spawn runs outside
+// the lock: a pair's messages run on their senders' goroutines (Started on
+// this one), and a pair that ends at once reaches pairDone, which takes
+// the lock. A close that ran meanwhile did not see the PID, so the pair is
+// sent abort here instead. It reports false after close, and spawns
 // nothing.
-func (f *inflight) addPair(spawn func() *actor.PID) bool {
+func (f *inflight) addPair(pa *pair, spawn func() *actor.PID, abort func(*actor.PID)) bool {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return false
 	}
 	f.pumps.Add(2)
-	f.pairs[spawn()] = struct{}{}
+	f.pairs[pa] = nil
+	f.mu.Unlock()
+	pid := spawn()
+	f.mu.Lock()
+	_, live := f.pairs[pa]
+	if live {
+		f.pairs[pa] = pid
+	}
+	missed := live && f.closed
+	f.mu.Unlock()
+	if missed {
+		abort(pid)
+	}
 	return true
 }
 
 // pairDone forgets a pair; called by its own Stopped.
-func (f *inflight) pairDone(pid *actor.PID) {
+func (f *inflight) pairDone(pa *pair) {
 	f.mu.Lock()
-	delete(f.pairs, pid)
+	delete(f.pairs, pa)
 	f.mu.Unlock()
 }
 
@@ -81,8 +98,10 @@ func (f *inflight) close() ([]*Pairing, []*actor.PID) {
 		pairings = append(pairings, p)
 	}
 	pairs := make([]*actor.PID, 0, len(f.pairs))
-	for pid := range f.pairs {
-		pairs = append(pairs, pid)
+	for _, pid := range f.pairs {
+		if pid != nil { // one being spawned: addPair aborts it
+			pairs = append(pairs, pid)
+		}
 	}
 	return pairings, pairs
 }

@@ -44,6 +44,10 @@ type pair struct {
 	started time.Time
 }
 
+// pairDispatcher runs a pair's messages on the sender's goroutine, up to
+// 300 at a time like protoactor's default.
+var pairDispatcher = actor.NewSynchronizedDispatcher(300)
+
 // abortMsg tells a pair to cut its copies at once: the engine closes.
 type abortMsg struct{ quiet }
 
@@ -56,13 +60,19 @@ func (e *Engine) startPair(p *Pairing) {
 		pa.limits = &limits{idle: e.cfg.PairIdleTimeout, maxBytes: e.cfg.PairMaxBytes}
 		pa.limits.active.Store(time.Now().UnixNano())
 	}
+	// The pair's messages run on their senders' goroutines (protoactor's
+	// synchronized dispatcher; the mailbox still runs one at a time):
+	// Started on the spawner's, which starts the pumps with no hand-off,
+	// and each pump's report on the pump's own, which is ending. Nothing
+	// the pair does in Receive blocks.
 	props := actor.PropsFromProducer(func() actor.Actor { return pa },
 		actor.WithMailbox(e.cfg.Mailboxes.Pair.producer(e.stats.mailbox(kindPair))),
+		actor.WithDispatcher(pairDispatcher),
 		actor.WithGuardian(stopOnPanic))
-	spawned := e.inflight.addPair(func() *actor.PID {
+	spawned := e.inflight.addPair(pa, func() *actor.PID {
 		e.stats.started(kindPair) // counted at spawn, so Live is never behind
 		return e.root.Spawn(props)
-	})
+	}, func(pid *actor.PID) { e.root.Send(pid, &abortMsg{}) })
 	if !spawned {
 		resetClose(pa.client)
 		resetClose(pa.server)
@@ -140,7 +150,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 		if pa.counted {
 			pa.pairing.reg.pairs.Add(-1)
 		}
-		pa.engine.inflight.pairDone(ctx.Self())
+		pa.engine.inflight.pairDone(pa)
 		pa.engine.stats.stopped(kindPair)
 		pa.engine.log.Debug("pair closed", slog.String("name", pa.pairing.Name),
 			slog.Int64("to_server", pa.bytes[toServer]), slog.Int64("to_client", pa.bytes[toClient]),

@@ -142,6 +142,9 @@ func (g *connGate) state(c net.Conn, st http.ConnState) {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
+	if pc, ok := c.(*prefixConn); ok {
+		c = pc.Conn // handed over by the lean path, counted as before
+	}
 	switch st {
 	case http.StateActive, http.StateHijacked, http.StateClosed:
 		g.mu.Lock()

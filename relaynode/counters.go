@@ -109,6 +109,9 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	reason string
+	// keepAliveSet says the request's socket got the relay's keepalive
+	// when it was accepted (a Listen listener): a hijack sets none.
+	keepAliveSet bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {

@@ -96,7 +96,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	writeEvent := func(ev *actors.StreamEvent) error {
 		var err error
 		if ev.Type == wire.EventConnect {
-			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Connect)
+			bb.B = wire.AppendConnectEvent(bb.B[:0], ev.Connect)
 		} else {
 			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Drain)
 		}
@@ -363,18 +363,61 @@ func (n *Node) trusted(a netip.Addr) bool {
 // it. Only on servers the node runs itself (Serve, ListenAndServe): a
 // Handler mounted elsewhere cannot reach its socket.
 func (n *Node) capSendBuffer(r *http.Request) {
-	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	c, _ := servedConn(r.Context())
 	if tcp := tcpConn(c); tcp != nil {
 		_ = tcp.SetWriteBuffer(n.cfg.StreamSendBuffer)
 	}
 }
 
-// keepAlive turns TCP keepalive on for a hijacked socket, whatever
-// listener the node was given: half-open peers of long-lived pairs are then
-// found by the kernel.
+// keepAliveConfig is the TCP keepalive of the relay's sockets: half-open
+// peers of long-lived pairs are found by the kernel within about two
+// minutes.
+var keepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4}
+
+// Listen listens on the TCP address addr as net.Listen does, with the
+// relay's keepalive set on each accepted socket by the accept itself. Serve
+// on it then sets nothing more on a hijacked socket; on any other listener
+// it sets the relay's keepalive on each socket it hijacks, four more
+// setsockopt calls.
+func Listen(network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAliveConfig: keepAliveConfig}
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return ln, nil
+	}
+	return &keepAliveListener{tl}, nil
+}
+
+// keepAliveListener marks a listener whose accepted sockets already have
+// keepAliveConfig.
+type keepAliveListener struct{ *net.TCPListener }
+
+// keepAliveConnKey is connKey's twin on servers whose listener is a
+// keepAliveListener: its value is the request's net.Conn, and its presence
+// says the socket's keepalive is set.
+type keepAliveConnKey struct{}
+
+// servedConn returns the net.Conn of a request served by one of the node's
+// own servers (nil for a Handler mounted elsewhere), and whether its
+// keepalive was set at accept.
+func servedConn(ctx context.Context) (c net.Conn, keepAliveSet bool) {
+	if c, ok := ctx.Value(keepAliveConnKey{}).(net.Conn); ok {
+		return c, true
+	}
+	c, _ = ctx.Value(connKey{}).(net.Conn)
+	return c, false
+}
+
+// keepAlive turns TCP keepalive on for a hijacked socket whose listener
+// did not: half-open peers of long-lived pairs are then found by the
+// kernel, whatever listener the node was given.
 func keepAlive(c net.Conn) {
 	if tcp := tcpConn(c); tcp != nil {
-		_ = tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4})
+		_ = tcp.SetKeepAliveConfig(keepAliveConfig)
 	}
 }
 
@@ -382,6 +425,9 @@ func keepAlive(c net.Conn) {
 func tcpConn(c net.Conn) *net.TCPConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
+	}
+	if pc, ok := c.(*prefixConn); ok {
+		c = pc.Conn
 	}
 	tcp, _ := c.(*net.TCPConn)
 	return tcp
@@ -400,14 +446,15 @@ func appendHeader(b []byte, key, value string) []byte {
 // The server's 101 names the client (Relay-Client-Name and
 // Relay-Client-Addr, when known).
 func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Side) {
-	var answer []byte
+	bb := eventPool.Get()
+	defer eventPool.Put(bb)
 	if side == actors.Server {
-		answer = wire.AppendUpgradeResponse(make([]byte, 0, 256), n.engine.NodeID(),
+		bb.B = wire.AppendUpgradeResponse(bb.B[:0], n.engine.NodeID(),
 			wire.HeaderClientName, p.ClientName, wire.HeaderClientAddr, p.ClientAddr)
 	} else {
-		answer = wire.AppendUpgradeResponse(make([]byte, 0, 256), n.engine.NodeID())
+		bb.B = wire.AppendUpgradeResponse(bb.B[:0], n.engine.NodeID())
 	}
-	n.handOver(w, p, side, answer, http.StatusSwitchingProtocols)
+	n.handOver(w, p, side, bb.B, http.StatusSwitchingProtocols)
 }
 
 // handOver is the switch to raw bytes of both wires: it hijacks the
@@ -416,30 +463,41 @@ func (n *Node) upgrade(w http.ResponseWriter, p *actors.Pairing, side actors.Sid
 // came behind the request, to the pairing. status is what the node's
 // counters record for the request.
 func (n *Node) handOver(w http.ResponseWriter, p *actors.Pairing, side actors.Side, answer []byte, status int) {
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		p.Abort(side)
-		refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
-		return
+	var conn net.Conn
+	var head []byte
+	if lw := leanOf(w); lw != nil {
+		conn, head = lw.hijack()
+	} else {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			p.Abort(side)
+			refuse(w, http.StatusInternalServerError, "cannot switch protocols on this connection")
+			return
+		}
+		if k := brw.Reader.Buffered(); k > 0 {
+			head = make([]byte, k)
+			_, _ = brw.Reader.Read(head)
+		}
+		// A connection the lean path handed over splices once what it
+		// read first has been read again.
+		conn = unwrapConn(c)
 	}
 	if sw, ok := w.(*statusWriter); ok {
 		sw.status = status
 	}
 	_ = conn.SetDeadline(time.Now().Add(n.cfg.UpgradeWriteTimeout))
-	_, err = conn.Write(answer)
+	_, err := conn.Write(answer)
 	_ = conn.SetDeadline(time.Time{})
 	if err != nil {
 		conn.Close()
 		p.Abort(side)
 		return
 	}
-	var head []byte
-	if k := brw.Reader.Buffered(); k > 0 {
-		head = make([]byte, k)
-		_, _ = brw.Reader.Read(head)
-	}
 	p.Offer(side, conn, head)
-	// After the offer, off the dial's critical path: four setsockopts.
-	// Safe on a conn the pair may already be copying or closing.
-	keepAlive(conn)
+	if sw, ok := w.(*statusWriter); !ok || !sw.keepAliveSet {
+		// After the offer, off the dial's critical path: four
+		// setsockopts. Safe on a conn the pair may already be copying or
+		// closing.
+		keepAlive(conn)
+	}
 }

@@ -171,7 +171,13 @@ func (n *Node) Stats() Stats {
 // short text body, sent before any switch to raw bytes.
 func (n *Node) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := &statusWriter{ResponseWriter: rw}
-	w.Header().Set(wire.HeaderNode, n.engine.NodeID())
+	if lw, ok := rw.(*leanWriter); ok {
+		// The lean path writes Relay-Node itself, on a refusal only.
+		w.keepAliveSet = lw.lc.ls.keepAlive
+	} else {
+		_, w.keepAliveSet = servedConn(r.Context())
+		w.Header().Set(wire.HeaderNode, n.engine.NodeID())
+	}
 	n.mu.Lock()
 	if n.closing {
 		n.mu.Unlock()
@@ -256,10 +262,10 @@ func refuseErr(w http.ResponseWriter, err error) {
 	}
 }
 
-// ListenAndServe listens on the TCP address addr and serves the relay on
-// it. It returns http.ErrServerClosed after Shutdown or Close.
+// ListenAndServe listens on the TCP address addr (with Listen) and serves
+// the relay on it. It returns http.ErrServerClosed after Shutdown or Close.
 func (n *Node) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -270,9 +276,18 @@ func (n *Node) ListenAndServe(addr string) error {
 // limit, over TLS when the Config has a certificate. It returns
 // http.ErrServerClosed after Shutdown or Close.
 func (n *Node) Serve(ln net.Listener) error {
+	var key any = connKey{}
+	_, keepAliveSet := ln.(*keepAliveListener)
+	if keepAliveSet {
+		key = keepAliveConnKey{}
+	}
 	ln = n.gate.listener(ln)
 	if n.tls != nil {
 		ln = tls.NewListener(ln, n.tls)
+	} else if !n.cfg.CompatV0 {
+		// The hot routes take the lean path (lean.go); the http.Server
+		// gets every other connection.
+		ln = newLeanServer(n, ln, keepAliveSet)
 	}
 	srv := &http.Server{
 		Handler:           n,
@@ -291,7 +306,7 @@ func (n *Node) Serve(ln net.Listener) error {
 		// The handlers reach their socket through the context, to cap a
 		// registration stream's send buffer.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
+			return context.WithValue(ctx, key, c)
 		},
 	}
 	return n.serve(srv, ln, false)

@@ -175,7 +175,7 @@ func run(args []string, stdout, stderr io.Writer, ready chan<- string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := relaynode.Listen("tcp", *listen)
 	if err != nil {
 		node.Close()
 		return err
