@@ -48,15 +48,20 @@ const clusterLeaseTTL = "5s"
 // clusterRun is the cluster mode's state and results; it is also what
 // cluster.json holds.
 type clusterRun struct {
-	Command  string             `json:"command"`
-	Machine  machine            `json:"machine"`
-	PIDs     map[string]int     `json:"pids"`
-	Latency  []latencyRun       `json:"latency,omitempty"`
-	Rate     []rateStats        `json:"rate,omitempty"`
-	Checks   []spawnCheck       `json:"checks"`
-	Errors   map[string]int64   `json:"errors"`
-	Warnings []string           `json:"relay_warnings,omitempty"`
-	Seconds  map[string]float64 `json:"mode_seconds"`
+	Command string           `json:"command"`
+	Machine machine          `json:"machine"`
+	PIDs    map[string]int   `json:"pids"`
+	Latency []latencyRun     `json:"latency,omitempty"`
+	Rate    []rateStats      `json:"rate,omitempty"`
+	Checks  []spawnCheck     `json:"checks"`
+	Errors  map[string]int64 `json:"errors"`
+	// NotifyMeanUS is the mean round trip of the Notifies node 2 sent
+	// node 1 over the run (its relay_cluster_notify_seconds): the control
+	// hop a cross-node dial adds.
+	NotifyMeanUS float64            `json:"notify_mean_us"`
+	Notifies     int64              `json:"notifies"`
+	Warnings     []string           `json:"relay_warnings,omitempty"`
+	Seconds      map[string]float64 `json:"mode_seconds"`
 
 	opt options
 	sz  sizes
@@ -100,7 +105,7 @@ func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err e
 		errs = append(errs, stopEtcd(etcd))
 		err = errors.Join(errs...)
 	}()
-	var addrs []string
+	var addrs, admins []string
 	for i := range clusterNodes {
 		id := "n" + strconv.Itoa(i+1)
 		ports, err := freePorts(2)
@@ -126,6 +131,7 @@ func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err e
 			return fmt.Errorf("node %s: %w", id, err)
 		}
 		addrs = append(addrs, addr)
+		admins = append(admins, admin)
 		prog.step("cluster: node %s pid %d on %s", id, p.pid(), addr)
 	}
 	prefix := "relaybench-" + randomID()
@@ -166,6 +172,9 @@ func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err e
 		}
 	}
 	prog.done()
+	if err := s.readNotify(ctx, admins[1]); err != nil {
+		errs = append(errs, err)
+	}
 	for i, n := range nodes {
 		stopErr := n.stop(terminate, 15*time.Second)
 		if c, first, _ := n.log.summary(); c > 0 {
@@ -210,6 +219,28 @@ func (s *clusterRun) rate(ctx context.Context, prog *progress, ts []target) erro
 	s.Rate = append(s.Rate, runs...)
 	s.Errors["rate"] += errs
 	return err
+}
+
+// readNotify reads the Notify round trips of the node at admin from its
+// /metrics.
+func (s *clusterRun) readNotify(ctx context.Context, admin string) error {
+	ms, err := scrape(ctx, "http://"+admin+"/metrics")
+	if err != nil {
+		return fmt.Errorf("notify round trips: %w", err)
+	}
+	var sum float64
+	for _, m := range ms {
+		switch m.name {
+		case "relay_cluster_notify_seconds_sum":
+			sum = m.value
+		case "relay_cluster_notify_seconds_count":
+			s.Notifies = int64(m.value)
+		}
+	}
+	if s.Notifies > 0 {
+		s.NotifyMeanUS = sum / float64(s.Notifies) * 1e6
+	}
+	return nil
 }
 
 // lat returns target's latency run, if measured.
@@ -279,6 +310,10 @@ func (s *clusterRun) report(w io.Writer) {
 		}
 	}
 	tw.Flush()
+	if s.Notifies > 0 {
+		fmt.Fprintf(w, "Notify round trip n2 → n1 (sent, connect event queued at n1, answer back): mean %s over %d\n",
+			fmtUS(s.NotifyMeanUS), s.Notifies)
+	}
 	writeChecks(w, "targets:", s.Checks)
 	writeErrors(w, clusterModes, s.Errors, s.Latency, s.Rate)
 	for _, x := range s.Warnings {

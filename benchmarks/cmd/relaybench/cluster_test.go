@@ -70,6 +70,11 @@ func TestClusterSmoke(t *testing.T) {
 			t.Errorf("rate %s c=%d: %d dials, %d errors (%s)", r.Target, r.Concurrency, r.Dials, r.Errors, r.FirstError)
 		}
 	}
+	// Every cross-node dial sent one Notify, answered: the warm-ups, the
+	// 20 measured and the rate runs'.
+	if res.Notifies < n || res.NotifyMeanUS <= 0 {
+		t.Errorf("notifies: %d, mean %.0f µs; want at least %d answered", res.Notifies, res.NotifyMeanUS, n)
+	}
 	if len(res.Checks) != 2 || res.Checks[0].Value <= 0 {
 		t.Errorf("checks: %+v, want the cross/same p50 ratio twice", res.Checks)
 	}
