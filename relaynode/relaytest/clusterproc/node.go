@@ -37,6 +37,10 @@ type NodeConfig struct {
 	// NoReadyWait returns as soon as the addresses are logged, without
 	// waiting for /readyz: for a node started while etcd is away.
 	NoReadyWait bool
+	// Env is more environment of the node, as "NAME=value" (such as
+	// RELAYNODE_ETCD_PASSWORD); the test's own RELAYNODE_* variables
+	// never reach it.
+	Env []string
 	// Addr, when set, is the relay's host:port instead of a free port: to
 	// start a node again where a dead one was, at the URL its clients
 	// know. A start on Addr is not retried.
@@ -167,7 +171,7 @@ func startNode(t testing.TB, bin string, cfg NodeConfig) (*Node, error) {
 	}
 	args = append(args, cfg.Args...)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), cfg.Env...)
 	name := "relaynode"
 	if cfg.ID != "" {
 		name += " " + cfg.ID
