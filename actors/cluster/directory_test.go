@@ -392,3 +392,74 @@ func TestEtcdUnreachable(t *testing.T) {
 		t.Fatalf("NewEtcd took %v to fail", d)
 	}
 }
+
+// TestEtcdRestartKeepsOwnName stops etcd for longer than the lease and
+// starts it again. etcd restores a lease with its full TTL when it
+// restarts, so the node's old keys are still there when it takes a new
+// lease and publishes again: an unauthenticated member must keep its name
+// (its own old key is no rival), not be evicted as if another node had
+// taken it.
+func TestEtcdRestartKeepsOwnName(t *testing.T) {
+	e := clusterproc.StartEtcd(t)
+	a := newEtcd(t, e.Endpoint(), "a")
+	ctx := context.Background()
+	if err := a.Publish(ctx, Publish{Name: "svc", Member: member("a", "r1")}); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	old := a.lease
+	a.mu.Unlock()
+	e.Stop()
+	eventually(t, 15*time.Second, func() bool { return !a.Healthy() }, "a without its lease while etcd is away")
+	time.Sleep(2 * time.Second) // past the lease's TTL
+	e.Start()
+	eventually(t, 20*time.Second, a.Healthy, "a healthy again")
+	eventually(t, 10*time.Second, func() bool { return regs(a.Members("svc")) == "r1" }, "a's member listed again")
+	a.mu.Lock()
+	lease := a.lease
+	a.mu.Unlock()
+	resp, err := a.cli.Get(ctx, a.key("svc", member("a", "r1")))
+	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != lease {
+		t.Fatalf("a's key after etcd's restart: %v %v, want one key under a's lease %x (old %x)", resp, err, lease, old)
+	}
+	t.Logf("lease after the restart: %x (old %x)", lease, old)
+	select {
+	case m := <-a.Evicted():
+		t.Fatalf("a evicted its own %+v after etcd's restart", m)
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// TestEtcdRegrantOverOwnKey publishes again under a new lease while the
+// old lease still holds the node's keys (what follows an etcd restart,
+// which restores leases with their full TTL, when the node's keep-alive
+// gave the old lease up first): an unauthenticated member keeps its name
+// under the new lease and is not evicted.
+func TestEtcdRegrantOverOwnKey(t *testing.T) {
+	a := newEtcd(t, startEtcd(t), "a")
+	ctx := context.Background()
+	if err := a.Publish(ctx, Publish{Name: "svc", Member: member("a", "r1")}); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	old := a.lease
+	a.mu.Unlock()
+	if err := a.regrant(); err != nil {
+		t.Fatalf("regrant over the node's own live key: %v", err)
+	}
+	a.mu.Lock()
+	lease := a.lease
+	a.mu.Unlock()
+	resp, err := a.cli.Get(ctx, a.key("svc", member("a", "r1")))
+	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != lease || lease == old {
+		t.Fatalf("a's key after the regrant: %v %v, want one key under the new lease %x (old %x)", resp, err, lease, old)
+	}
+	select {
+	case m := <-a.Evicted():
+		t.Fatalf("a evicted its own %+v: its old key was taken for a rival", m)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if ms := a.Members("svc"); regs(ms) != "r1" {
+		t.Fatalf("members after the regrant: %+v, want r1", ms)
+	}
+}

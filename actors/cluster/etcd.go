@@ -612,6 +612,32 @@ func (d *Etcd) keepAlive() {
 }
 
 // regrant takes a new lease and publishes the live members under it.
+// republish puts a live member again under lease. Its own key may still
+// be there, under the old lease: etcd restores leases with their full TTL
+// when it restarts, so a node that gave its lease up while etcd was away
+// can find its keys alive. That key is no rival: it moves to the new
+// lease in one transaction. Otherwise the member is published as new
+// (and may find its name taken meanwhile: ErrNameTaken).
+func (d *Etcd) republish(p Publish, key string, lease clientv3.LeaseID) error {
+	val, err := json.Marshal(p.Member)
+	if err != nil {
+		return fmt.Errorf("cluster: publish %q: %w", p.Name, err)
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.DialTimeout)
+	resp, err := d.cli.Txn(ctx).If(clientv3.Compare(clientv3.Version(key), ">", 0)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(lease))).Commit()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("cluster: publish %q again: %w", p.Name, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	p.Replaces = "" // what it replaced is long gone
+	_, err = d.put(d.ctx, p, key, lease)
+	return err
+}
+
 func (d *Etcd) regrant() error {
 	lease, err := d.grant()
 	if err != nil {
@@ -630,7 +656,7 @@ func (d *Etcd) regrant() error {
 		return fmt.Errorf("announce node: %w", err)
 	}
 	for key, p := range pubs {
-		_, err := d.put(d.ctx, p, key, lease)
+		err := d.republish(p, key, lease)
 		if errors.Is(err, ErrNameTaken) {
 			// Another node took the name while this one was away.
 			d.evict(key, p.Member)
