@@ -119,6 +119,7 @@ type clusterState struct {
 
 	suspects sync.Map // node id → time.Time: a Notify to it failed, avoid it until then
 	down     sync.Map // cluster address → *downState: remote lost its connection there
+	linked   sync.Map // cluster address → struct{}: remote holds a connection there
 	sub      *eventstream.Subscription
 
 	closing  atomic.Bool
@@ -206,6 +207,10 @@ type ClusterStats struct {
 	// Evicted counts local registrations ended because another node took
 	// their name over.
 	Evicted int64
+	// Linked is how many other nodes remote holds a connection to (kept
+	// open to every node of the directory, so that a peer's death is
+	// known as it happens).
+	Linked int
 	// Ops are the directory's write operations: latency and errors.
 	Ops []DirectoryOpStats
 	// Peers counts Notifies sent, by peer node id.
@@ -238,6 +243,7 @@ func (e *Engine) ClusterStats() (st ClusterStats, ok bool) {
 	st = ClusterStats{
 		Node: e.cfg.NodeID, Addr: c.addr, PublicURL: c.public,
 		CrossDials:    c.counters.crossDials.Load(),
+		Linked:        c.linkedCount(),
 		Unavailable:   c.counters.unavailable.Load(),
 		Notified:      c.counters.notified.Load(),
 		NotifyRefused: c.counters.notifyRefused.Load(),
@@ -300,6 +306,10 @@ func (e *Engine) startCluster(cfg ClusterConfig) error {
 	}
 	c.wg.Add(1)
 	go e.evictions()
+	if c.remote != nil {
+		c.wg.Add(1)
+		go e.linkPeers()
+	}
 	return nil
 }
 
@@ -344,6 +354,63 @@ func (e *Engine) stopCluster() {
 			c.remote.Shutdown(false)
 		}
 	})
+}
+
+// linkEvery is how often a node makes sure remote holds a connection to
+// every other node of the directory.
+const linkEvery = 2 * time.Second
+
+// linkedCount returns how many other nodes remote holds a connection to.
+func (c *clusterState) linkedCount() int {
+	n := 0
+	c.linked.Range(func(k, _ any) bool {
+		if k != c.addr {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// linkPeers keeps a connection open to every other node, by sending a
+// Cancel (which the peer actor ignores) to each node remote holds no
+// connection to. A connection that exists is what makes a peer's death
+// known at once: remote reports a broken stream as it happens, while a
+// connection it never made is retried for about 10 s before it reports
+// it failed, and a first Notify would wait out its timeout meanwhile.
+func (e *Engine) linkPeers() {
+	c := e.cl
+	defer c.wg.Done()
+	t := time.NewTicker(linkEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-c.stop:
+			return
+		}
+		if !c.dir.Healthy() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), linkEvery)
+		nodes, err := c.dir.Nodes(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, n := range nodes {
+			if n.Node == e.cfg.NodeID || n.ClusterAddr == "" || n.ClusterAddr == c.addr {
+				continue
+			}
+			if _, ok := c.linked.Load(n.ClusterAddr); ok {
+				continue
+			}
+			if _, ok := c.down.Load(n.ClusterAddr); ok {
+				continue // isDown's own probe, once a second, reconnects it
+			}
+			e.root.Send(actor.NewPID(n.ClusterAddr, PeerActorName), &clusterpb.Cancel{})
+		}
+	}
 }
 
 // evictions ends the local registrations another node took over.
@@ -512,8 +579,10 @@ type downState struct {
 func (c *clusterState) endpointEvent(ev any) {
 	switch ev := ev.(type) {
 	case *remote.EndpointTerminatedEvent:
+		c.linked.Delete(ev.Address)
 		c.down.Store(ev.Address, &downState{until: time.Now().Add(downFor)})
 	case *remote.EndpointConnectedEvent:
+		c.linked.Store(ev.Address, struct{}{})
 		c.down.Delete(ev.Address)
 	}
 }

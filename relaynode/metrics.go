@@ -27,7 +27,7 @@ type collector struct {
 	dirOps, dirOpErrors, notifySent, notifyFailed *prometheus.Desc
 	crossDials, unavailable, notified, notifyRef  *prometheus.Desc
 	renewals, losses, leaseHeld, leaseAge, evict  *prometheus.Desc
-	clusterNames, notifyLatency                   *prometheus.Desc
+	clusterNames, notifyLatency, linked           *prometheus.Desc
 }
 
 func newCollector(n *Node, perName bool) *collector {
@@ -71,6 +71,7 @@ func newCollector(n *Node, perName bool) *collector {
 		evict:         d("relay_cluster_evicted_total", "Local registrations ended because another node took their name over."),
 		clusterNames:  d("relay_cluster_names", "Names in the cluster directory, over every node."),
 		notifyLatency: d("relay_cluster_notify_seconds", "Round trip of the Notifies answered: sent to the holder, connect event queued there, answer back."),
+		linked:        d("relay_cluster_peers_linked", "Other nodes the cluster port holds a connection to (kept open to every node, so that a peer's death is known at once)."),
 	}
 }
 
@@ -78,7 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.v0Dials, c.refusals,
 		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked,
 		c.dirOps, c.dirOpErrors, c.notifySent, c.notifyFailed, c.crossDials, c.unavailable, c.notified, c.notifyRef,
-		c.renewals, c.losses, c.leaseHeld, c.leaseAge, c.evict, c.clusterNames, c.notifyLatency} {
+		c.renewals, c.losses, c.leaseHeld, c.leaseAge, c.evict, c.clusterNames, c.notifyLatency, c.linked} {
 		ch <- d
 	}
 }
@@ -183,6 +184,7 @@ func (c *collector) collectCluster(ch chan<- prometheus.Metric, gauge, counter f
 	gauge(c.leaseHeld, held)
 	gauge(c.leaseAge, st.Directory.LeaseAge.Seconds())
 	counter(c.evict, float64(st.Evicted))
+	gauge(c.linked, float64(st.Linked))
 	gauge(c.clusterNames, float64(len(c.n.engine.ClusterDirectory().Snapshot())))
 	ch <- constHistogram(c.notifyLatency, st.NotifyLatency)
 }
