@@ -100,7 +100,7 @@ func traffic(wg *sync.WaitGroup, stop <-chan struct{}, c *tally, d relaytest.Con
 }
 
 // TestNodeLoss kills one of three nodes (SIGKILL) during traffic and
-// checks what the issue promises:
+// checks what a cluster promises when a node dies:
 //   - dials to names on the survivors, through the survivors and through
 //     a dialer that lists the dead node first, all succeed;
 //   - the dead node's names answer 404 (or 503 while its lease runs) from
