@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -490,13 +489,8 @@ func clusterOptions(o options, mode, relayFlags string) (options, error) {
 	if o.relay != "" || o.admin != "" || o.spawn {
 		return options{}, errors.New("-cluster starts its own nodes: drop -relay, -admin and -spawn")
 	}
-	if mode == "all" {
-		o.modes = clusterModes
-	}
-	for _, m := range o.modes {
-		if !slices.Contains(clusterModes, m) {
-			return options{}, fmt.Errorf("-cluster runs the modes %s, not %q", strings.Join(clusterModes, ", "), m)
-		}
+	if err := restrictModes(&o, "-cluster", mode, clusterModes); err != nil {
+		return options{}, err
 	}
 	o.relayFlags = strings.Fields(relayFlags)
 	return o, nil

@@ -624,6 +624,21 @@ func writeJSON(dir, file string, v any, checks []spawnCheck, lat []latencyRun) e
 	return nil
 }
 
+// restrictModes narrows o.modes to the modes a separate-process run
+// (flag: -spawn or -cluster) has: all of them for -mode all (mode), and
+// otherwise an error for any other mode asked for.
+func restrictModes(o *options, flag, mode string, allowed []string) error {
+	if mode == "all" {
+		o.modes = allowed
+	}
+	for _, m := range o.modes {
+		if !slices.Contains(allowed, m) {
+			return fmt.Errorf("%s runs the modes %s, not %q", flag, strings.Join(allowed, ", "), m)
+		}
+	}
+	return nil
+}
+
 // spawnOptions checks and completes the options of the spawn mode: mode
 // is the -mode flag, relayFlags and targets the -relay-flags and -targets
 // flags.
@@ -631,13 +646,8 @@ func spawnOptions(o options, mode, relayFlags, targets string) (options, error) 
 	if o.relay != "" || o.admin != "" {
 		return options{}, errors.New("-spawn starts its own relay: drop -relay and -admin")
 	}
-	if mode == "all" {
-		o.modes = spawnModes
-	}
-	for _, m := range o.modes {
-		if !slices.Contains(spawnModes, m) {
-			return options{}, fmt.Errorf("-spawn runs the modes %s, not %q", strings.Join(spawnModes, ", "), m)
-		}
+	if err := restrictModes(&o, "-spawn", mode, spawnModes); err != nil {
+		return options{}, err
 	}
 	o.relayFlags = strings.Fields(relayFlags)
 	for _, t := range strings.Split(targets, ",") {
