@@ -1,6 +1,7 @@
 package relaynode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -183,13 +184,21 @@ type leanConn struct {
 // hotLine reports whether line, a request line, may be one of the lean
 // path's: POST to the dial, accept or park route over HTTP/1.1.
 func hotLine(line []byte) bool {
-	s := string(line) // no copy: only compared
-	if !strings.HasPrefix(s, "POST ") || !strings.HasSuffix(s, " HTTP/1.1") {
+	// bytes, not a string of line: a request line is longer than the
+	// 32 bytes a string conversion may keep on the stack.
+	if !bytes.HasPrefix(line, hotMethod) || !bytes.HasSuffix(line, hotProto) {
 		return false
 	}
-	s = s[len("POST "):]
-	return strings.HasPrefix(s, wire.PathDial) || strings.HasPrefix(s, wire.PathAccept) || strings.HasPrefix(s, wire.PathPark)
+	p := line[len(hotMethod):]
+	return bytes.HasPrefix(p, hotDial) || bytes.HasPrefix(p, hotAccept) || bytes.HasPrefix(p, hotPark)
 }
+
+// The parts of a request line hotLine looks for.
+var (
+	hotMethod, hotProto         = []byte("POST "), []byte(" HTTP/1.1")
+	hotDial, hotAccept, hotPark = []byte(wire.PathDial), []byte(wire.PathAccept), []byte(wire.PathPark)
+	crlf                        = []byte("\r\n")
+)
 
 // hotPrefix starts every request line hotLine takes.
 const hotPrefix = "POST /v1/"
@@ -256,7 +265,10 @@ func (lc *leanConn) readHead(first bool) (string, bool) {
 		_ = c.SetReadDeadline(time.Now().Add(leanIdleTimeout))
 	}
 	lineSeen := false
-	scanned := 0 // bytes checked for a bare LF
+	// scanned is what the last round read up to: no bare LF, and no line
+	// end (before lineSeen) or head end (after) in buf[:scanned], so each
+	// search starts where one could still end, never from 0 again.
+	scanned := 0
 	for {
 		if bareLF(buf[:have], scanned) {
 			// A line ended by LF alone: net/http reads it, the lean path
@@ -264,6 +276,7 @@ func (lc *leanConn) readHead(first bool) (string, bool) {
 			lc.hand(buf[:have])
 			return "", false
 		}
+		from := scanned
 		scanned = have
 		if !lineSeen {
 			if !hotStart(buf[:have]) {
@@ -272,16 +285,19 @@ func (lc *leanConn) readHead(first bool) (string, bool) {
 				lc.hand(buf[:have])
 				return "", false
 			}
-			if i := indexCRLF(buf[:have]); i >= 0 {
+			start := max(from-1, 0)
+			if i := bytes.Index(buf[start:have], crlf); i >= 0 {
 				lineSeen = true
-				if !hotLine(buf[:i]) {
+				if !hotLine(buf[:start+i]) {
 					lc.hand(buf[:have])
 					return "", false
 				}
 			}
 		}
 		if lineSeen {
-			if end := wire.EndOfHead(buf[:have]); end >= 0 {
+			start := max(from-3, 0)
+			if end := wire.EndOfHead(buf[start:have]); end >= 0 {
+				end += start
 				head := string(buf[:end])
 				if have > end {
 					lc.carry = append([]byte(nil), buf[end:have]...)
@@ -326,15 +342,6 @@ func bareLF(b []byte, from int) bool {
 		}
 	}
 	return false
-}
-
-func indexCRLF(b []byte) int {
-	for i := 0; i+1 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' {
-			return i
-		}
-	}
-	return -1
 }
 
 // hand gives the connection, with the bytes read from it so far, to the

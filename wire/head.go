@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -37,13 +38,15 @@ func (h *RequestHead) Reset() {
 // to and including the blank line that ends it, or -1 if b holds no
 // complete head yet.
 func EndOfHead(b []byte) int {
-	for i := 0; i+3 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' && b[i+2] == '\r' && b[i+3] == '\n' {
-			return i + 4
-		}
+	if i := bytes.Index(b, headEnd); i >= 0 {
+		return i + len(headEnd)
 	}
 	return -1
 }
+
+// headEnd ends a request head: the CRLF of its last line and the blank
+// line's.
+var headEnd = []byte("\r\n\r\n")
 
 // ParseRequestHead parses head, one request head up to and including its
 // blank line (see EndOfHead), in the one plain form the protocol's
