@@ -680,12 +680,6 @@ type remoteTarget struct {
 	addr string // its cluster address
 }
 
-// remoteDial is a cross-node dial waiting on this node, by its token.
-type remoteDial struct {
-	pid          *actor.PID
-	registration wire.Token // the holder's registration id, for the 403 check
-}
-
 // dialRemote makes the pending dial of a cross-node dial, as a child of
 // the directory. The pending actor sends the Notify to the holding node.
 func (d *directory) dialRemote(ctx actor.Context, m *dialMsg) {
@@ -722,7 +716,7 @@ func (d *directory) dialRemote(ctx actor.Context, m *dialMsg) {
 	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return p },
 		actor.WithMailbox(e.cfg.Mailboxes.Pending.producer(e.stats.mailbox(kindPending)))))
 	pd.pid = pid
-	d.remote[m.token] = remoteDial{pid: pid, registration: m.registration}
+	d.remote[m.token] = pid
 	m.reply <- dialReply{pending: pd}
 }
 
@@ -809,29 +803,17 @@ func (p *pending) retarget(ctx actor.Context) bool {
 	if err != nil {
 		return false
 	}
-	addr := m.ClusterAddr
-	if m.Node == e.cfg.NodeID {
-		addr = e.cl.addr
-	}
 	msg := &clusterpb.Notify{
-		Name: n.msg.Name, Registration: id.String(), Token: n.msg.Token,
+		Name: n.msg.Name, Registration: m.Registration, Token: n.msg.Token,
 		ClientName: n.msg.ClientName, ClientAddr: n.msg.ClientAddr,
 		CallbackUrl: n.msg.CallbackUrl, DeadlineUnixNano: n.msg.DeadlineUnixNano,
 	}
-	p.notify = &notifyTo{node: m.Node, pid: actor.NewPID(addr, PeerActorName), msg: msg}
+	// A member of this node is published at this node's own address.
+	p.notify = &notifyTo{node: m.Node, pid: actor.NewPID(m.ClusterAddr, PeerActorName), msg: msg}
+	// The callback's 403 check reads it (pending's callbackMsg).
 	p.registration = &Registration{Name: n.msg.Name, ID: id, engine: e}
-	// Before the Notify: the callback it leads to comes after.
-	ctx.Send(e.directory, &retargetMsg{token: p.token, registration: id})
 	p.sendNotify(ctx)
 	return true
-}
-
-// retargetMsg tells the directory that a cross-node dial now waits on
-// another registration: its callback must present that one's id.
-type retargetMsg struct {
-	quiet
-	token        wire.Token
-	registration wire.Token
 }
 
 // clip cuts s to at most n bytes and to printable ASCII: a peer's reason
@@ -846,36 +828,25 @@ func clip(s string, n int) string {
 	return string(b)
 }
 
-// remoteCallback routes a callback for a cross-node dial made here. It
-// reports false when the token is not one of them.
+// remoteCallback routes a callback for a cross-node dial made here to
+// its pending actor, which checks the registration id (a retargeted dial
+// waits on another one than it began with). It reports false when the
+// token is not one of them.
 func (d *directory) remoteCallback(ctx actor.Context, m *callbackMsg) bool {
-	rd, ok := d.remote[m.token]
-	if !ok {
-		return false
+	pid, ok := d.remote[m.token]
+	if ok {
+		ctx.Send(pid, m)
 	}
-	if subtle.ConstantTimeCompare(m.registration[:], rd.registration[:]) != 1 {
-		d.engine.stats.foreignToken.Add(1)
-		m.reply <- callbackReply{err: refuseForeignToken}
-		return true
-	}
-	ctx.Send(rd.pid, m)
-	return true
-}
-
-func (d *directory) retarget(m *retargetMsg) {
-	if rd, ok := d.remote[m.token]; ok {
-		rd.registration = m.registration
-		d.remote[m.token] = rd
-	}
+	return ok
 }
 
 // remoteDone retires a cross-node pending dial that has sent its outcome.
 func (d *directory) remoteDone(ctx actor.Context, token wire.Token) {
-	if rd, ok := d.remote[token]; ok {
+	if pid, ok := d.remote[token]; ok {
 		delete(d.remote, token)
 		// Spent, as a local dial's token: a replay is 410, not 404.
 		d.tombstones.Add(token, struct{}{})
-		ctx.Poison(rd.pid)
+		ctx.Poison(pid)
 	}
 }
 

@@ -19,7 +19,7 @@ type directory struct {
 	names      map[string]*group
 	regs       map[string]*Registration // listener PID id → its registration, while registered
 	tokens     map[wire.Token]*actor.PID
-	remote     map[wire.Token]remoteDial // cross-node dials made here, by token
+	remote     map[wire.Token]*actor.PID // cross-node dials made here: their pending actors, by token
 	tombstones *lru.Cache[wire.Token, struct{}]
 	draining   bool
 }
@@ -34,7 +34,7 @@ func newDirectory(e *Engine) *directory {
 		names:      make(map[string]*group),
 		regs:       make(map[string]*Registration),
 		tokens:     make(map[wire.Token]*actor.PID),
-		remote:     make(map[wire.Token]remoteDial),
+		remote:     make(map[wire.Token]*actor.PID),
 		tombstones: tomb,
 	}
 }
@@ -63,8 +63,6 @@ func (d *directory) Receive(ctx actor.Context) {
 		d.notify(ctx, m)
 	case *evictMsg:
 		d.evict(ctx, m)
-	case *retargetMsg:
-		d.retarget(m)
 	case *pendingDoneMsg:
 		// From a cross-node pending dial, whose parent is the directory.
 		d.remoteDone(ctx, m.token)

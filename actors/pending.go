@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"crypto/subtle"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -96,6 +97,14 @@ func (p *pending) Receive(ctx actor.Context) {
 			p.sendNotify(ctx)
 		}
 	case *callbackMsg:
+		if p.notify != nil && subtle.ConstantTimeCompare(m.registration[:], p.registration.ID[:]) != 1 {
+			// A cross-node dial: the registration it waits on is known
+			// here. Refused without spending the token, as a listener
+			// refuses a local one's: the genuine callback may still come.
+			p.engine.stats.foreignToken.Add(1)
+			m.reply <- callbackReply{err: refuseForeignToken}
+			return
+		}
 		if p.sent {
 			m.reply <- callbackReply{err: refuseUsedToken}
 			return
