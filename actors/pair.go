@@ -35,8 +35,7 @@ type pair struct {
 	aborted  atomic.Bool  // the pair was cut short: close with resets
 
 	// Owned by Receive.
-	pumping bool        // the pumps were started; until then the conns are ours
-	counted bool        // counted in the registration's live pairs
+	pumping bool        // the pumps were started, and the pair counted in its registration's; until then the conns are ours
 	cut     bool        // a limit cut the pair; counted once
 	timer   *time.Timer // PairMaxDuration; nil without
 	bytes   [2]int64
@@ -100,7 +99,6 @@ func (pa *pair) Receive(ctx actor.Context) {
 		go pa.pump(self, toServer, pa.server, pa.client, p.heads[Client])
 		go pa.pump(self, toClient, pa.client, pa.server, p.heads[Server])
 		p.reg.pairs.Add(1)
-		pa.counted = true
 		if d := pa.engine.cfg.PairMaxDuration; d > 0 {
 			root := pa.engine.root
 			pa.timer = time.AfterFunc(d, func() { root.Send(self, &maxDurationMsg{}) })
@@ -139,7 +137,6 @@ func (pa *pair) Receive(ctx actor.Context) {
 		if !pa.pumping {
 			// Failed before the pumps ran: their count and the conns
 			// are released here instead.
-			pa.pumping = true
 			resetClose(pa.client)
 			resetClose(pa.server)
 			pa.engine.inflight.pumps.Add(-2)
@@ -147,7 +144,7 @@ func (pa *pair) Receive(ctx actor.Context) {
 		}
 		pa.abort()
 	case *actor.Stopped:
-		if pa.counted {
+		if pa.pumping {
 			pa.pairing.reg.pairs.Add(-1)
 		}
 		pa.engine.inflight.pairDone(pa)
