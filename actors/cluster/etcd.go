@@ -633,7 +633,6 @@ func (d *Etcd) republish(p Publish, key string, lease clientv3.LeaseID) error {
 	if resp.Succeeded {
 		return nil
 	}
-	p.Replaces = "" // what it replaced is long gone
 	_, err = d.put(d.ctx, p, key, lease)
 	return err
 }
