@@ -64,7 +64,6 @@ type compatV0 struct {
 	dials map[v0Key]*v0Dial
 
 	// Counters.
-	dialsOK, dialsFailed    atomic.Int64
 	callbacksOK             atomic.Int64
 	callbacksForeign        atomic.Int64
 	callbacksUnknown        atomic.Int64
@@ -100,11 +99,19 @@ type CompatV0Stats struct {
 // off.
 func (n *Node) CompatV0Stats() CompatV0Stats {
 	v := &n.v0
+	var spliced, failed int64
+	for o, c := range n.counters.v0DialCounts() {
+		if o == outcomeSpliced {
+			spliced += c
+		} else {
+			failed += c
+		}
+	}
 	return CompatV0Stats{
 		Registrations:    v.registrations.Load(),
 		Takeovers:        v.takeover.Load(),
-		DialsSpliced:     v.dialsOK.Load(),
-		DialsFailed:      v.dialsFailed.Load(),
+		DialsSpliced:     spliced,
+		DialsFailed:      failed,
 		Duplicates:       v.duplicates.Load(),
 		Callbacks:        v.callbacksOK.Load(),
 		CallbacksForeign: v.callbacksForeign.Load(),
@@ -166,11 +173,6 @@ func (n *Node) serveV0(w *statusWriter, r *http.Request) bool {
 func (n *Node) countV0(route string, w *statusWriter) {
 	if route == "v0_clientconn" {
 		n.counters.dialV0(dialOutcome(w.status, http.StatusOK))
-		if w.status == http.StatusOK {
-			n.v0.dialsOK.Add(1)
-		} else {
-			n.v0.dialsFailed.Add(1)
-		}
 	}
 	n.countRefusal(route, w)
 }
