@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -447,9 +446,8 @@ func (n *Node) serveV0Callback(w *statusWriter, r *http.Request, req v0Request) 
 
 // sameIP reports whether two host:port addresses have the same IP.
 func sameIP(a, b string) bool {
-	pa, err1 := netip.ParseAddrPort(a)
-	pb, err2 := netip.ParseAddrPort(b)
-	return err1 == nil && err2 == nil && pa.Addr().Unmap() == pb.Addr().Unmap()
+	ia := ipOf(a)
+	return ia.IsValid() && ia == ipOf(b)
 }
 
 // spliceV0 answers "HTTP/1.1 200 OK" and hands the connection over to
