@@ -537,8 +537,9 @@ func (w *leanWriter) finish() error {
 	}
 	h := w.header
 	w.close = headerHasToken(h, "Connection", "close")
-	b := make([]byte, 0, 256+len(w.body))
-	b = append(b, "HTTP/1.1 "...)
+	bb := eventPool.Get()
+	defer eventPool.Put(bb)
+	b := append(bb.B[:0], "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(status), 10)
 	b = append(b, ' ')
 	b = append(b, http.StatusText(status)...)
@@ -568,6 +569,7 @@ func (w *leanWriter) finish() error {
 	_ = c.SetWriteDeadline(time.Now().Add(w.lc.ls.n.cfg.UpgradeWriteTimeout))
 	_, err := c.Write(b)
 	_ = c.SetWriteDeadline(time.Time{})
+	bb.B = b // the pool keeps what it grew to
 	return err
 }
 
