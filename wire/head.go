@@ -71,7 +71,7 @@ func (h *RequestHead) Parse(head string) bool {
 		return false
 	}
 	method, line, ok := strings.Cut(line, " ")
-	if !ok || method == "" || !isHeadToken(method) {
+	if !ok || method == "" || !isToken(method) {
 		return false
 	}
 	target, version, ok := strings.Cut(line, " ")
@@ -105,7 +105,7 @@ func (h *RequestHead) Parse(head string) bool {
 			return true
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || name == "" || !isHeadToken(name) {
+		if !ok || name == "" || !isToken(name) {
 			return false
 		}
 		value = strings.Trim(value, " \t")
@@ -151,20 +151,6 @@ func hasToken(v, t string) bool {
 		}
 	}
 	return false
-}
-
-// isHeadToken reports whether s is an RFC 9110 token.
-func isHeadToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return s != ""
 }
 
 // isPlainPath reports whether s is an absolute path of unreserved

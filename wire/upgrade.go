@@ -241,10 +241,8 @@ func ParseUpgradeRequest(b []byte) (UpgradeRequest, int, error) {
 	err = h.fields(func(k, v []byte) {
 		switch {
 		case bytes.EqualFold(k, []byte("Connection")):
-			for _, t := range strings.Split(string(v), ",") {
-				if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
-					conn = true
-				}
+			if hasToken(string(v), "upgrade") {
+				conn = true
 			}
 		case bytes.EqualFold(k, []byte("Upgrade")):
 			upgrade = bytes.EqualFold(v, []byte(UpgradeProtocol))
@@ -267,12 +265,11 @@ func ParseUpgradeRequest(b []byte) (UpgradeRequest, int, error) {
 	return r, h.n, nil
 }
 
-// isToken reports whether b is a non-empty HTTP token (RFC 9110 tchar).
-func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
-	for _, c := range b {
+// isToken reports whether s is an RFC 9110 token: a method or a field
+// name.
+func isToken[T ~string | ~[]byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
@@ -280,7 +277,7 @@ func isToken(b []byte) bool {
 			return false
 		}
 	}
-	return true
+	return len(s) > 0
 }
 
 // clip shortens a line quoted in an error.
