@@ -149,13 +149,10 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string, cfg *
 	if err != nil {
 		return nil, err
 	}
-	want := 1
-	if rl.opts.redundancySet {
-		if rl.opts.redundancy < 1 {
-			return nil, fmt.Errorf("%w: WithRedundancy(%d)", ErrBadRedundancy, rl.opts.redundancy)
-		}
-		want = min(rl.opts.redundancy, len(relays))
+	if rl.opts.redundancy < 1 {
+		return nil, fmt.Errorf("%w: WithRedundancy(%d)", ErrBadRedundancy, rl.opts.redundancy)
 	}
+	want := min(rl.opts.redundancy, len(relays))
 	ctxL, cancelL := context.WithCancel(context.Background())
 	l := &Listener{
 		tls:      cfg,

@@ -24,8 +24,7 @@ type options struct {
 	token           string // bearer token for registrations
 	dialToken       string // bearer token for dials
 	warmPool        int    // callbacks kept parked at the relay
-	redundancy      int    // registrations held at once; 0 is unset (1)
-	redundancySet   bool   // WithRedundancy was given, so 0 is an error
+	redundancy      int    // registrations held at once (WithRedundancy; default 1)
 }
 
 func buildOptions(opts []Option) options {
@@ -37,6 +36,7 @@ func buildOptions(opts []Option) options {
 		dialTimeout:     30 * time.Second,
 		backoffMin:      100 * time.Millisecond,
 		backoffMax:      30 * time.Second,
+		redundancy:      1,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -138,7 +138,7 @@ func WithWarmPool(k int) Option {
 // ones (WithToken) may join, and a 409 ends that registration alone. n < 1
 // makes Listen fail with ErrBadRedundancy.
 func WithRedundancy(n int) Option {
-	return func(o *options) { o.redundancy, o.redundancySet = n, true }
+	return func(o *options) { o.redundancy = n }
 }
 
 // WithDialToken sets the bearer token a dialer presents to dial a name
