@@ -176,24 +176,7 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string, cfg *
 		l.state.Relays[i].Relay = r.String()
 	}
 	// The first registration: the first relay that accepts, in list order.
-	var (
-		first *stream
-		errs  []error
-	)
-	for i := range relays {
-		l.reserve(i)
-		st, err := l.register(ctx, i, "")
-		if err == nil {
-			first = st
-			break
-		}
-		l.release(i)
-		l.failedAt(i, err)
-		errs = append(errs, relayErr(relays, i, err))
-		if ctx.Err() != nil || permanent(err) {
-			break
-		}
-	}
+	first, errs, _ := l.registerFirstFree(ctx)
 	if first == nil {
 		cancelL()
 		if len(errs) == 1 {
@@ -208,26 +191,7 @@ func (rl *RelayListener) listen(ctx context.Context, network, name string, cfg *
 	// The others, one attempt at each free relay, in list order; a slot
 	// that finds none keeps trying in the background.
 	for range want - 1 {
-		var (
-			st  *stream
-			end error
-		)
-		for i := range relays {
-			if !l.reserveFree(i) {
-				continue
-			}
-			s, err := l.register(ctx, i, "")
-			if err == nil {
-				st = s
-				break
-			}
-			l.release(i)
-			l.failedAt(i, err)
-			if permanent(err) {
-				end = err
-				break
-			}
-		}
+		st, _, end := l.registerFirstFree(ctx)
 		switch {
 		case st != nil:
 			l.up(st, false)
@@ -400,11 +364,31 @@ func (l *Listener) snapshot() ListenerState {
 	return s
 }
 
-// reserve counts a registration under way at relay i.
-func (l *Listener) reserve(i int) {
-	l.mu.Lock()
-	l.busy[i]++
-	l.mu.Unlock()
+// registerFirstFree makes one attempt at each free relay, in list order,
+// and returns the first registration made. Otherwise it returns each
+// attempt's error, and the permanent refusal that ended the attempts, if
+// one did.
+func (l *Listener) registerFirstFree(ctx context.Context) (*stream, []error, error) {
+	var errs []error
+	for i := range l.relays {
+		if !l.reserveFree(i) {
+			continue
+		}
+		st, err := l.register(ctx, i, "")
+		if err == nil {
+			return st, errs, nil
+		}
+		l.release(i)
+		l.failedAt(i, err)
+		errs = append(errs, relayErr(l.relays, i, err))
+		if permanent(err) {
+			return nil, errs, err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errs, nil
 }
 
 // reserveFree reserves relay i if nothing is up or under way there.
@@ -418,7 +402,7 @@ func (l *Listener) reserveFree(i int) bool {
 	return true
 }
 
-// release undoes reserve.
+// release undoes reserveFree.
 func (l *Listener) release(i int) {
 	l.mu.Lock()
 	l.busy[i]--
