@@ -408,7 +408,7 @@ func (e *Engine) linkPeers() {
 			if _, ok := c.down.Load(n.ClusterAddr); ok {
 				continue // isDown's own probe, once a second, reconnects it
 			}
-			e.root.Send(actor.NewPID(n.ClusterAddr, PeerActorName), &clusterpb.Cancel{})
+			probe(e.root, n.ClusterAddr)
 		}
 	}
 }
@@ -603,9 +603,15 @@ func (c *clusterState) isDown(root *actor.RootContext, addr string) bool {
 	}
 	last := d.probe.Load()
 	if now.UnixNano()-last >= int64(downProbeEvery) && d.probe.CompareAndSwap(last, now.UnixNano()) {
-		root.Send(actor.NewPID(addr, PeerActorName), &clusterpb.Cancel{})
+		probe(root, addr)
 	}
 	return true
+}
+
+// probe sends the peer actor at addr a Cancel, which it ignores: its
+// delivery makes remote connect there.
+func probe(root *actor.RootContext, addr string) {
+	root.Send(actor.NewPID(addr, PeerActorName), &clusterpb.Cancel{})
 }
 
 // suspectFor is how long a node whose Notify failed is avoided by the
