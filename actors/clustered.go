@@ -300,6 +300,7 @@ func (e *Engine) startCluster(cfg ClusterConfig) error {
 	}
 	e.cl = c
 	if _, err := e.root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &peer{engine: e} },
+		actor.WithDispatcher(e.cfg.Mailboxes.dispatcher()),
 		actor.WithSupervisor(stopOnPanic)), PeerActorName); err != nil {
 		e.stopCluster()
 		return fmt.Errorf("actors: spawn the peer actor: %w", err)
@@ -720,7 +721,8 @@ func (d *directory) dialRemote(ctx actor.Context, m *dialMsg) {
 	}
 	e.stats.started(kindPending)
 	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return p },
-		actor.WithMailbox(e.cfg.Mailboxes.Pending.producer(e.stats.mailbox(kindPending)))))
+		actor.WithMailbox(e.cfg.Mailboxes.Pending.producer(e.stats.mailbox(kindPending))),
+		actor.WithDispatcher(e.cfg.Mailboxes.dispatcher())))
 	pd.pid = pid
 	d.remote[m.token] = pid
 	m.reply <- dialReply{pending: pd}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -56,6 +57,62 @@ func DefaultMailboxes() Mailboxes {
 }
 
 const maxBoundedMailbox = 1 << 20
+
+// checkCycles refuses a bounded mailbox on more than one of the
+// directory, listener and pending actors. Each pair of them sends both
+// ways: the directory routes dials to a listener, which answers it for a
+// refused dial's token; a listener hands callbacks to a pending dial,
+// which tells the listener when it is done; the directory hands a
+// cross-node dial's callback to its pending actor, which tells the
+// directory when it is done. A sender that finds a bounded mailbox full
+// spins until a slot frees, so with two of them bounded and full, each
+// actor spins on the other and neither drains: the engine stops. With one
+// bounded, the actor behind it always drains, since nothing it sends can
+// spin.
+func (m Mailboxes) checkCycles() error {
+	var bounded []string
+	for _, k := range []struct {
+		kind string
+		m    Mailbox
+	}{{"directory", m.Directory}, {"listener", m.Listener}, {"pending", m.Pending}} {
+		if k.m.Kind == MailboxBounded {
+			bounded = append(bounded, k.kind)
+		}
+	}
+	if len(bounded) > 1 {
+		return fmt.Errorf("actors: mailboxes %s are all bounded: at most one of directory, listener and pending may be, since they send to each other and two full ones would wait on each other forever", strings.Join(bounded, " and "))
+	}
+	return nil
+}
+
+// inlineDispatcher runs an actor's messages on the goroutine of the
+// sender that finds its mailbox idle (protoactor's synchronized
+// dispatcher), up to 300 at a time like protoactor's default; the mailbox
+// still runs one message at a time. A request then costs no goroutine
+// start and no hand-off: a dial's handler runs the directory's step, the
+// listener's and the pending actor's start itself, and finds its reply
+// already there. It serves actors whose Receive never blocks.
+var inlineDispatcher = actor.NewSynchronizedDispatcher(300)
+
+// goroutineDispatcher is protoactor's default: a goroutine for each run
+// of a mailbox that was idle.
+var goroutineDispatcher = actor.NewDefaultDispatcher(300)
+
+// dispatcher returns the dispatcher of the directory, listener and
+// pending actors, and of the cluster's peer actor: inline while none of
+// the three mailboxes is bounded (the default), else protoactor's
+// goroutine dispatcher. These actors send to each other both ways (a
+// listener answers the directory, a pending dial its listener). A sender
+// that finds a bounded mailbox full spins until a slot frees, and inline
+// the goroutine that would free it can be that very sender, further down
+// its own stack: with any of them bounded, each mailbox runs on a
+// goroutine of its own, as before.
+func (m Mailboxes) dispatcher() actor.Dispatcher {
+	if m.Directory.Kind == MailboxBounded || m.Listener.Kind == MailboxBounded || m.Pending.Kind == MailboxBounded {
+		return goroutineDispatcher
+	}
+	return inlineDispatcher
+}
 
 // ParseMailbox parses the flag form of a mailbox: "unbounded",
 // "unbounded-lockfree", "bounded" or "bounded:SIZE".
@@ -258,6 +315,9 @@ func (c *Config) Validate() error {
 		if err := k.m.validate(); err != nil {
 			errs = append(errs, fmt.Errorf("mailbox.%s: %w", k.kind, err))
 		}
+	}
+	if err := c.Mailboxes.checkCycles(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)

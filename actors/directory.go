@@ -170,6 +170,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 	reg := newRegistration(d.engine, req.Name, req.ClientAddr, req.Yields, req.id)
 	props := actor.PropsFromProducer(func() actor.Actor { return newListener(d.engine, reg) },
 		actor.WithMailbox(d.engine.cfg.Mailboxes.Listener.producer(d.engine.stats.mailbox(kindListener))),
+		actor.WithDispatcher(d.engine.cfg.Mailboxes.dispatcher()),
 		actor.WithSupervisor(stopOnPanic))
 	d.engine.stats.started(kindListener) // counted at spawn, so Live is never behind
 	pid := ctx.Spawn(props)

@@ -61,6 +61,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e.directory = e.root.Spawn(actor.PropsFromProducer(
 		func() actor.Actor { return newDirectory(e) },
 		actor.WithMailbox(cfg.Mailboxes.Directory.producer(e.stats.mailbox(kindDirectory))),
+		actor.WithDispatcher(cfg.Mailboxes.dispatcher()),
 		actor.WithSupervisor(stopOnPanic),
 		actor.WithGuardian(stopOnPanic),
 	))

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,11 +14,19 @@ import (
 	"github.com/clusterlink-relay/relay/wire"
 )
 
-var mailboxKinds = []Mailbox{
-	{Kind: MailboxUnbounded},
-	{Kind: MailboxUnboundedLockfree},
-	{Kind: MailboxBounded, Size: 64},
-}
+// mailboxSets are the mailbox settings TestSplice runs over: each kind
+// everywhere, and a bounded mailbox on each of the directory, listener and
+// pending actors in turn (at most one of them may be), with the pair's.
+var mailboxSets = func() []Mailboxes {
+	u, l, b := Mailbox{Kind: MailboxUnbounded}, Mailbox{Kind: MailboxUnboundedLockfree}, Mailbox{Kind: MailboxBounded, Size: 64}
+	return []Mailboxes{
+		{Directory: u, Listener: u, Pending: u, Pair: u},
+		{Directory: l, Listener: l, Pending: l, Pair: l},
+		{Directory: b, Listener: u, Pending: u, Pair: b},
+		{Directory: u, Listener: b, Pending: u, Pair: b},
+		{Directory: u, Listener: u, Pending: b, Pair: b},
+	}
+}()
 
 func newEngine(t testing.TB, cfg Config) *Engine {
 	t.Helper()
@@ -86,9 +95,9 @@ func waitLive(t testing.TB, e *Engine, k Kind, want int64) {
 // TestSplice runs the whole flow over every mailbox kind: register, dial,
 // connect event, callback, pairing, and bytes both ways with half-close.
 func TestSplice(t *testing.T) {
-	for _, mb := range mailboxKinds {
-		t.Run(mb.String(), func(t *testing.T) {
-			e := newEngine(t, Config{Mailboxes: Mailboxes{Directory: mb, Listener: mb, Pending: mb, Pair: mb}})
+	for _, mb := range mailboxSets {
+		t.Run(fmt.Sprintf("directory=%s,listener=%s,pending=%s,pair=%s", mb.Directory, mb.Listener, mb.Pending, mb.Pair), func(t *testing.T) {
+			e := newEngine(t, Config{Mailboxes: mb})
 			ctx := context.Background()
 			reg, err := e.Register(ctx, RegisterRequest{Name: "svc", ClientAddr: "127.0.0.1:1"})
 			if err != nil {
@@ -396,5 +405,59 @@ func TestCloseWaitsForNewPairs(t *testing.T) {
 			}
 			c.Close()
 		}
+	}
+}
+
+// TestBoundedMailboxesUnderLoad floods a tiny bounded mailbox with dials
+// that their listener refuses, each refusal a message back to the
+// directory while the directory is busy. Run inline, a full directory
+// mailbox would spin the very goroutine that drains it; two bounded
+// mailboxes (which Validate refuses) would spin on each other. Every dial
+// must be answered, within a bound, with its status counted.
+func TestBoundedMailboxesUnderLoad(t *testing.T) {
+	tiny := Mailbox{Kind: MailboxBounded, Size: 2}
+	for _, mb := range []Mailboxes{{Directory: tiny}, {Listener: tiny}, {Pending: tiny}, {Pair: tiny}} {
+		t.Run(fmt.Sprintf("directory=%s,listener=%s,pending=%s,pair=%s", mb.Directory, mb.Listener, mb.Pending, mb.Pair), func(t *testing.T) {
+			e, err := NewEngine(Config{Mailboxes: mb, Limits: Limits{EventQueue: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := e.Register(ctx, RegisterRequest{Name: "stuck", ClientAddr: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.Dial(ctx, "stuck", "", "x"); err != nil {
+				t.Fatal(err) // fills the queue of 1: every later dial is refused
+			}
+			const loops, dials = 32, 50
+			refused := make(chan int, loops)
+			for range loops {
+				go func() {
+					n := 0
+					for range dials {
+						if _, err := e.Dial(ctx, "stuck", "", "x"); status(err) == http.StatusServiceUnavailable {
+							n++
+						}
+					}
+					refused <- n
+				}()
+			}
+			total := 0
+			deadline := time.After(20 * time.Second)
+			for i := range loops {
+				select {
+				case n := <-refused:
+					total += n
+				case <-deadline:
+					// The loops are stuck in the engine: Close would be
+					// too, so the test ends the binary here.
+					panic(fmt.Sprintf("%d of %d dial loops still in the engine after 20s", loops-i, loops))
+				}
+			}
+			if total != loops*dials {
+				t.Fatalf("%d dials refused 503, want all %d", total, loops*dials)
+			}
+			e.Close()
+		})
 	}
 }

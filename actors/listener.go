@@ -139,7 +139,8 @@ func (l *listener) dial(ctx actor.Context, m *dialMsg) {
 	}
 	l.engine.stats.started(kindPending) // counted at spawn, so Live is never behind
 	pid := ctx.Spawn(actor.PropsFromProducer(func() actor.Actor { return p },
-		actor.WithMailbox(l.engine.cfg.Mailboxes.Pending.producer(l.engine.stats.mailbox(kindPending)))))
+		actor.WithMailbox(l.engine.cfg.Mailboxes.Pending.producer(l.engine.stats.mailbox(kindPending))),
+		actor.WithDispatcher(l.engine.cfg.Mailboxes.dispatcher())))
 	pd.pid = pid
 	pd.engine = l.engine
 	l.pending[m.token] = pid

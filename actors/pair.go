@@ -43,10 +43,6 @@ type pair struct {
 	started time.Time
 }
 
-// pairDispatcher runs a pair's messages on the sender's goroutine, up to
-// 300 at a time like protoactor's default.
-var pairDispatcher = actor.NewSynchronizedDispatcher(300)
-
 // abortMsg tells a pair to cut its copies at once: the engine closes.
 type abortMsg struct{ quiet }
 
@@ -66,7 +62,7 @@ func (e *Engine) startPair(p *Pairing) {
 	// the pair does in Receive blocks.
 	props := actor.PropsFromProducer(func() actor.Actor { return pa },
 		actor.WithMailbox(e.cfg.Mailboxes.Pair.producer(e.stats.mailbox(kindPair))),
-		actor.WithDispatcher(pairDispatcher),
+		actor.WithDispatcher(inlineDispatcher),
 		actor.WithGuardian(stopOnPanic))
 	spawned := e.inflight.addPair(pa, func() *actor.PID {
 		e.stats.started(kindPair) // counted at spawn, so Live is never behind
