@@ -132,10 +132,7 @@ func (e *Etcd) PID() int {
 // Stop kills etcd (SIGKILL: a crash, not a clean leave) and waits for it
 // to end. Its ports and data dir stay for Start.
 func (e *Etcd) Stop() error {
-	e.mu.Lock()
-	p := e.p
-	e.p = nil
-	e.mu.Unlock()
+	p := e.take()
 	if p == nil {
 		return errors.New("etcd Stop: not running")
 	}
@@ -171,10 +168,7 @@ func (e *Etcd) Running() bool {
 // Close kills etcd, if it runs, and waits for it to end. It may be called
 // more than once.
 func (e *Etcd) Close() error {
-	e.mu.Lock()
-	p := e.p
-	e.p = nil
-	e.mu.Unlock()
+	p := e.take()
 	if p == nil {
 		return nil
 	}
@@ -182,6 +176,15 @@ func (e *Etcd) Close() error {
 		return fmt.Errorf("etcd Close: %w", err)
 	}
 	return nil
+}
+
+// take returns etcd's process, nil if stopped, and marks it stopped.
+func (e *Etcd) take() *Proc {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.p
+	e.p = nil
+	return p
 }
 
 // start runs the process and waits until it is healthy; on a failure the

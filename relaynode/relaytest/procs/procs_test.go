@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,48 +18,13 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/clusterproc"
 	"github.com/clusterlink-relay/relay/relaynode/relaytest/procs"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(removeBuilt{m}) }
-
-// removeBuilt runs the tests, then removes the binary relayBin built.
-type removeBuilt struct{ m *testing.M }
-
-// Run runs the tests and removes the built binary's directory.
-func (r removeBuilt) Run() int {
-	code := r.m.Run()
-	if built.dir != "" {
-		if err := os.RemoveAll(built.dir); err != nil {
-			fmt.Fprintf(os.Stderr, "remove %s: %v\n", built.dir, err)
-		}
-	}
-	return code
-}
-
-var built struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
-// relayBin builds the relaynode binary once for the package's tests.
-func relayBin(t *testing.T) string {
-	t.Helper()
-	built.once.Do(func() {
-		if built.dir, built.err = os.MkdirTemp("", "procs-test-"); built.err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		built.bin, built.err = procs.Build(ctx, built.dir, false)
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.bin
-}
+// The relaynode binary is clusterproc's (built once, with -race when
+// this test binary is), so that the nodes here keep the race bar too.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(clusterproc.Main(m)) }
 
 // gone reports whether no process pid exists any more (Linux: /proc).
 func gone(pid int) bool {
@@ -109,7 +73,7 @@ func children(t *testing.T, comm string) []int {
 // Close after that is no error; the process is gone.
 func TestNode(t *testing.T) {
 	var addrLines atomic.Int32
-	n, err := procs.StartNode(context.Background(), relayBin(t), procs.NodeConfig{
+	n, err := procs.StartNode(context.Background(), clusterproc.Binary(t), procs.NodeConfig{
 		LogLine: func(s string) {
 			if strings.Contains(s, " listening") {
 				addrLines.Add(1)
@@ -144,7 +108,7 @@ func TestNode(t *testing.T) {
 // TestNodeBadFlag starts a node with a flag the binary does not know: the
 // start fails naming the flag, and is not retried.
 func TestNodeBadFlag(t *testing.T) {
-	_, err := procs.StartNode(context.Background(), relayBin(t), procs.NodeConfig{Args: []string{"-no-such-flag"}})
+	_, err := procs.StartNode(context.Background(), clusterproc.Binary(t), procs.NodeConfig{Args: []string{"-no-such-flag"}})
 	if err == nil || !strings.Contains(err.Error(), "no-such-flag") || !strings.Contains(err.Error(), "start relaynode") {
 		t.Fatalf("StartNode with a bad flag: %v", err)
 	}
@@ -158,7 +122,7 @@ func TestNodeBadFlag(t *testing.T) {
 func TestNodeCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := procs.StartNodes(ctx, relayBin(t), procs.NodeConfig{ID: "a"}, procs.NodeConfig{ID: "b"})
+	_, err := procs.StartNodes(ctx, clusterproc.Binary(t), procs.NodeConfig{ID: "a"}, procs.NodeConfig{ID: "b"})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("StartNodes under a cancelled context: %v", err)
 	}
@@ -265,10 +229,8 @@ func TestProcRaces(t *testing.T) {
 // echoes a line and exits when its stdin closes.
 func TestProcPipes(t *testing.T) {
 	cmd := exec.Command("/bin/cat")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, stdin := io.Pipe()
+	cmd.Stdin = in
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
