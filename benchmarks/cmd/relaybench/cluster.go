@@ -1,23 +1,20 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/procs"
 )
 
 // The cluster mode's targets: both dial the one echo server, registered
@@ -42,7 +39,7 @@ const clusterNodes = 2
 
 // clusterLeaseTTL is the nodes' lease in the cluster mode: short, since
 // nothing is killed, but above the renewal jitter of a loaded machine.
-const clusterLeaseTTL = "5s"
+const clusterLeaseTTL = 5 * time.Second
 
 // clusterRun is the cluster mode's state and results; it is also what
 // cluster.json holds.
@@ -83,62 +80,56 @@ func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err e
 	defer os.RemoveAll(dir)
 	bin := o.relayBin
 	if bin == "" {
-		prog.step("cluster: go build %s", relayPkg)
-		if bin, err = buildRelay(ctx, dir); err != nil {
+		prog.step("cluster: go build %s", procs.RelayPackage)
+		if bin, err = procs.Build(ctx, dir, false); err != nil {
 			return err
 		}
 	}
-	prog.step("cluster: starting etcd")
-	etcd, endpoint, err := startEtcdProc(ctx, o.etcdBin, filepath.Join(dir, "etcd"))
+	etcdBin, err := etcdBinary(o.etcdBin)
 	if err != nil {
 		return err
 	}
-	s.PIDs["etcd"] = etcd.pid()
-	var nodes []*proc
-	var servers *proc
+	prog.step("cluster: starting etcd")
+	etcd, err := procs.StartEtcd(ctx, procs.EtcdConfig{Bin: etcdBin, DataDir: filepath.Join(dir, "etcd")})
+	if err != nil {
+		return err
+	}
+	s.PIDs["etcd"] = etcd.PID()
+	var nodes []*procs.Node
+	var servers *childProc
 	defer func() {
-		errs := []error{err, servers.stop(nil, 5*time.Second)}
+		errs := []error{err, servers.stop(5 * time.Second)}
 		for _, n := range nodes {
-			errs = append(errs, n.stop(terminate, 15*time.Second))
+			errs = append(errs, n.Term(relayGrace))
 		}
-		errs = append(errs, stopEtcd(etcd))
+		errs = append(errs, etcd.Close())
 		err = errors.Join(errs...)
 	}()
+	cfgs := make([]procs.NodeConfig, clusterNodes)
+	logs := make([]*relayLog, clusterNodes)
+	for i := range cfgs {
+		logs[i] = new(relayLog)
+		cfgs[i] = procs.NodeConfig{
+			ID: "n" + strconv.Itoa(i+1), Etcd: etcd.Endpoint(), LeaseTTL: clusterLeaseTTL,
+			Args: o.relayFlags, ReadyBound: childStartTimeout, LogLine: logs[i].line,
+		}
+	}
+	if nodes, err = procs.StartNodes(ctx, bin, cfgs...); err != nil {
+		return err
+	}
 	var addrs, admins []string
-	for i := range clusterNodes {
-		id := "n" + strconv.Itoa(i+1)
-		ports, err := freePorts(2)
-		if err != nil {
-			return err
-		}
-		relayAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-		flags := append([]string{
-			"-listen", relayAddr,
-			"-cluster-etcd", endpoint,
-			"-node-id", id,
-			"-cluster-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-			"-advertise", "http://" + relayAddr,
-			"-cluster-lease-ttl", clusterLeaseTTL,
-		}, o.relayFlags...)
-		p, addr, admin, err := startRelayProc(bin, flags)
-		if err != nil {
-			return fmt.Errorf("node %s: %w", id, err)
-		}
-		nodes = append(nodes, p)
-		s.PIDs[id] = p.pid()
-		if err := waitReady(ctx, admin); err != nil {
-			return fmt.Errorf("node %s: %w", id, err)
-		}
-		addrs = append(addrs, addr)
-		admins = append(admins, admin)
-		prog.step("cluster: node %s pid %d on %s", id, p.pid(), addr)
+	for _, n := range nodes {
+		s.PIDs[n.ID] = n.PID()
+		addrs = append(addrs, n.Addr)
+		admins = append(admins, n.AdminAddr)
+		prog.step("cluster: node %s pid %d on %s", n.ID, n.PID(), n.Addr)
 	}
 	prefix := "relaybench-" + randomID()
 	servers, _, err = startChild(roleServers, childRelayEnv+"="+addrs[0], childPrefixEnv+"="+prefix, childWarmEnv+"=0")
 	if err != nil {
 		return err
 	}
-	s.PIDs["servers"] = servers.pid()
+	s.PIDs["servers"] = servers.PID()
 	targets := []target{
 		{targetSameNode, relayDialer(newDialer(addrs[0]), prefix+"-echo")},
 		{targetCrossNode, relayDialer(newDialer(addrs[1]), prefix+"-echo")},
@@ -175,9 +166,9 @@ func runCluster(ctx context.Context, o options, stdout, stderr io.Writer) (err e
 		errs = append(errs, err)
 	}
 	for i, n := range nodes {
-		stopErr := n.stop(terminate, 15*time.Second)
-		if c, first, _ := n.log.summary(); c > 0 {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("node n%d: %d warning or error lines", i+1, c))
+		stopErr := n.Term(relayGrace)
+		if c, first := logs[i].summary(); c > 0 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("node %s: %d warning or error lines", n.ID, c))
 			s.Warnings = append(s.Warnings, first...)
 		}
 		errs = append(errs, stopErr)
@@ -328,100 +319,15 @@ func (s *clusterRun) write(dir string) error {
 // clusterModes are the modes the cluster mode runs, in order.
 var clusterModes = []string{"latency", "rate"}
 
-// etcdBinary returns the etcd server to run: the -etcd-bin flag, $ETCD_BIN,
-// /usr/bin/etcd (Debian's etcd-server) or etcd on $PATH.
+// etcdBinary returns the etcd server to run (procs.EtcdBinary): the
+// -etcd-bin flag, $ETCD_BIN, /usr/bin/etcd (Debian's etcd-server) or etcd
+// on $PATH.
 func etcdBinary(flag string) (string, error) {
-	for _, p := range []string{flag, os.Getenv("ETCD_BIN"), "/usr/bin/etcd"} {
-		if p == "" {
-			continue
-		}
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("etcd not found: install Debian's etcd-server (apt-get install etcd-server) or pass -etcd-bin")
-}
-
-// etcdStartTimeout bounds how long etcd may take to serve.
-const etcdStartTimeout = 30 * time.Second
-
-// startEtcdProc runs a one-member etcd bound to loopback on free ports
-// with its data in dataDir, and returns it once it answers its health
-// endpoint, with its client endpoint.
-func startEtcdProc(ctx context.Context, flagBin, dataDir string) (*proc, string, error) {
-	bin, err := etcdBinary(flagBin)
+	bin, err := procs.EtcdBinary(flag)
 	if err != nil {
-		return nil, "", err
+		return "", fmt.Errorf("%w, or pass -etcd-bin", err)
 	}
-	ports, err := freePorts(2)
-	if err != nil {
-		return nil, "", err
-	}
-	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	cmd := exec.Command(bin,
-		"--name", "relaybench", "--data-dir", dataDir,
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "relaybench="+peer)
-	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+runtime.GOARCH)
-	p, err := startProc("etcd", cmd, newProcLog())
-	if err != nil {
-		return nil, "", err
-	}
-	deadline := time.Now().Add(etcdStartTimeout)
-	for {
-		if ok, _ := httpOK(ctx, client+"/health"); ok {
-			return p, client, nil
-		}
-		select {
-		case <-p.done:
-			_, _, tail := p.log.summary()
-			return nil, "", fmt.Errorf("etcd exited at start: %v; stderr: %s", p.err, strings.Join(tail, " | "))
-		case <-ctx.Done():
-			return nil, "", errors.Join(ctx.Err(), p.stop(nil, 5*time.Second))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, "", errors.Join(fmt.Errorf("etcd at %s not healthy within %v", client, etcdStartTimeout), p.stop(nil, 5*time.Second))
-		}
-	}
-}
-
-// stopEtcd stops etcd with SIGTERM. etcd exits by the signal, which is no
-// error here; one that does not exit in time is.
-func stopEtcd(p *proc) error {
-	err := p.stop(terminate, 10*time.Second)
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
-			return nil
-		}
-	}
-	return err
-}
-
-// waitReady waits, bounded, until the relay's admin listener answers
-// /readyz 200: the node holds its cluster lease.
-func waitReady(ctx context.Context, admin string) error {
-	deadline := time.Now().Add(childStartTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := httpOK(ctx, "http://"+admin+"/readyz")
-		if ok {
-			return nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("/readyz at %s not 200 within %v: %v", admin, childStartTimeout, last)
+	return bin, nil
 }
 
 // untilRoundTrip retries a round trip on t until one succeeds, for at
@@ -438,48 +344,6 @@ func untilRoundTrip(ctx context.Context, t target, bound time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// httpOK reports whether a GET of url answers 200, within a second.
-func httpOK(ctx context.Context, url string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, bufio.NewReader(io.LimitReader(resp.Body, 4096)))
-	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return true, nil
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago. The node binds them afterwards: its advertised URL must name its
-// port before it starts.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // clusterOptions checks and completes the options of the cluster mode:

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/procs"
 )
 
 // spawnModes are the modes the spawn mode runs, in order.
@@ -89,38 +91,40 @@ func runSpawn(ctx context.Context, o options, stdout, stderr io.Writer) (err err
 			return fmt.Errorf("temp dir for the relay binary: %w", err)
 		}
 		defer os.RemoveAll(dir)
-		s.prog.step("spawn: go build %s", relayPkg)
-		if bin, err = buildRelay(ctx, dir); err != nil {
+		s.prog.step("spawn: go build %s", procs.RelayPackage)
+		if bin, err = procs.Build(ctx, dir, false); err != nil {
 			return err
 		}
 	}
-	relay, addr, admin, err := startRelayProc(bin, o.relayFlags)
+	relayLog := new(relayLog)
+	relay, err := procs.StartNode(ctx, bin, procs.NodeConfig{Args: o.relayFlags, ReadyBound: childStartTimeout, LogLine: relayLog.line})
 	if err != nil {
 		return err
 	}
-	var servers, proxy *proc
+	var servers, proxy *childProc
 	defer func() {
-		errs := []error{err, proxy.stop(nil, 5*time.Second), servers.stop(nil, 5*time.Second)}
+		errs := []error{err, proxy.stop(5 * time.Second), servers.stop(5 * time.Second)}
 		if relay != nil {
-			errs = append(errs, relay.stop(terminate, 15*time.Second))
+			errs = append(errs, relay.Term(relayGrace))
 		}
 		err = errors.Join(errs...)
 	}()
-	s.PIDs["relay"] = relay.pid()
+	addr, admin := relay.Addr, relay.AdminAddr
+	s.PIDs["relay"] = relay.PID()
 	s.relay = remoteRelay(addr, admin)
-	s.prog.step("spawn: relaynode pid %d on %s, admin %s", relay.pid(), addr, admin)
+	s.prog.step("spawn: relaynode pid %d on %s, admin %s", relay.PID(), addr, admin)
 	prefix := "relaybench-" + randomID()
 	servers, srv, err := startChild(roleServers, childRelayEnv+"="+addr, childPrefixEnv+"="+prefix, childWarmEnv+"="+strconv.Itoa(o.warm))
 	if err != nil {
 		return err
 	}
-	s.PIDs["servers"] = servers.pid()
+	s.PIDs["servers"] = servers.PID()
 	proxy, prx, err := startChild(roleProxy, childUpstreamEnv+"="+srv["echo"]+","+srv["sink"])
 	if err != nil {
 		return err
 	}
-	s.PIDs["proxy"] = proxy.pid()
-	s.prog.step("spawn: servers pid %d, proxy pid %d", servers.pid(), proxy.pid())
+	s.PIDs["proxy"] = proxy.PID()
+	s.prog.step("spawn: servers pid %d, proxy pid %d", servers.PID(), proxy.PID())
 	if o.pause > 0 {
 		s.prog.step("spawn: pausing %v before measuring", o.pause)
 		select {
@@ -155,7 +159,7 @@ func runSpawn(ctx context.Context, o options, stdout, stderr io.Writer) (err err
 		case "bulk":
 			merr = s.bulk(ctx)
 		case "idle":
-			merr = s.idle(ctx, map[string]int{"direct": servers.pid(), "proxy": proxy.pid(), "cold": relay.pid()})
+			merr = s.idle(ctx, map[string]int{"direct": servers.PID(), "proxy": proxy.PID(), "cold": relay.PID()})
 		}
 		s.Seconds[m] = time.Since(start).Seconds()
 		if merr != nil {
@@ -166,8 +170,8 @@ func runSpawn(ctx context.Context, o options, stdout, stderr io.Writer) (err err
 	s.readCounters(ctx)
 	s.prog.done()
 	// Stop the relay now, so that its warnings up to its exit are counted.
-	stopErr := relay.stop(terminate, 15*time.Second)
-	n, first, _ := relay.log.summary()
+	stopErr := relay.Term(relayGrace)
+	n, first := relayLog.summary()
 	relay = nil
 	if n > 0 {
 		s.Warnings = append([]string{fmt.Sprintf("%d warning or error lines", n)}, first...)

@@ -4,15 +4,15 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterlink-relay/relay/relaynode/relaytest/procs"
 )
 
 // RelayPackage is the import path of the relaynode binary Binary builds.
-const RelayPackage = "github.com/clusterlink-relay/relay/relaynode/cmd/relaynode"
+const RelayPackage = procs.RelayPackage
 
 // BuildBound bounds the build of the relaynode binary (a cold -race build
 // on a small machine takes a while).
@@ -38,9 +38,9 @@ var built struct {
 // other gRPC client, such as etcd's, is created.
 const Race = raceBuilt
 
-// Binary builds the relaynode binary, once per test binary, into a
-// temporary directory that Main removes, and returns its path. A failed
-// build fails every test that asks.
+// Binary builds the relaynode binary (procs.Build), once per test
+// binary, into a temporary directory that Main removes, and returns its
+// path. A failed build fails every test that asks.
 func Binary(t testing.TB) string {
 	t.Helper()
 	built.once.Do(func() {
@@ -49,19 +49,9 @@ func Binary(t testing.TB) string {
 			built.err = fmt.Errorf("build relaynode: %w", built.err)
 			return
 		}
-		built.bin = filepath.Join(built.dir, "relaynode")
-		args := []string{"build", "-o", built.bin}
-		if Race {
-			args = append(args, "-race")
-		}
-		args = append(args, RelayPackage)
 		ctx, cancel := context.WithTimeout(context.Background(), BuildBound)
 		defer cancel()
-		start := time.Now()
-		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
-		if err != nil {
-			built.err = fmt.Errorf("go %v (%v): %w\n%s", args, time.Since(start).Round(time.Millisecond), err, out)
-		}
+		built.bin, built.err = procs.Build(ctx, built.dir, Race)
 	})
 	if built.err != nil {
 		t.Fatalf("clusterproc: %v", built.err)

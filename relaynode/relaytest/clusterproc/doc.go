@@ -7,6 +7,10 @@
 // one process also fail -race inside the library. So each node here is the
 // real relaynode binary, built once per test binary by Binary.
 //
+// It is a thin layer over package procs, which returns errors and leaves
+// the cleanup to its caller (relaybench uses it so): here a failure fails
+// the test, and every process is ended in the test's cleanup.
+//
 //   - StartEtcd runs Debian's etcd (/usr/bin/etcd, or $ETCD_BIN) on free
 //     127.0.0.1 ports with a temporary data dir. Stop and Start take it
 //     away and bring it back on the same ports and data dir, to simulate
