@@ -257,75 +257,33 @@ func (n *Node) serveV0Listen(w *statusWriter, r *http.Request, req v0Request) {
 	defer n.edge.nameDown(name)
 	n.capSendBuffer(r)
 
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", wire.ContentTypeEventStream)
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
-		return
-	}
 	var v1Keys []v0Key // entries this stream made for v1 clients' dials
 	defer func() { n.v0.dropKeys(v1Keys) }()
-	bb := eventPool.Get()
-	defer eventPool.Put(bb)
-	writeEvent := func(ev *actors.StreamEvent) error {
-		if ev.Type != wire.EventConnect {
-			return nil // v0 has no other event
-		}
-		clientID := ev.Connect.Client
-		if !n.v0.isV0Dial(v0Key{clientID, name}, ev.Connect.Token) {
-			// A v1 client's dial: the v0 server answers it by a
-			// (ClientID, ServerID) pair, so give it one.
-			tok, err := wire.ParseToken(ev.Connect.Token)
-			if err != nil {
-				return err
+	n.holdStream(w, r, reg, name, streamWire{
+		// No ready event, heartbeat or drain event: on drain the stream
+		// stays until the pending dials settle, then ends.
+		event: func(b []byte, ev *actors.StreamEvent) ([]byte, error) {
+			if ev.Type != wire.EventConnect {
+				return b, nil // v0 has no other event
 			}
-			clientID = "v1-" + ev.Connect.Token
-			k := v0Key{clientID, name}
-			d := &v0Dial{ready: make(chan struct{}), token: tok, deadline: time.UnixMilli(ev.Connect.DeadlineUnixMilli)}
-			close(d.ready)
-			v1Keys = n.v0.addV1(k, d, v1Keys)
-		}
-		var err error
-		bb.B, err = appendV0Event(bb.B[:0], clientID, name)
-		if err != nil {
-			return err
-		}
-		if err := rc.SetWriteDeadline(time.Now().Add(n.cfg.EventWriteTimeout)); err != nil {
-			return err
-		}
-		if _, err := w.Write(bb.B); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	for {
-		var err error
-		select {
-		case ev := <-reg.Events():
-			err = writeEvent(ev)
-		case <-reg.Drained():
-			for err == nil && reg.Queued() > 0 {
-				err = writeEvent(<-reg.Events())
+			clientID := ev.Connect.Client
+			if !n.v0.isV0Dial(v0Key{clientID, name}, ev.Connect.Token) {
+				// A v1 client's dial: the v0 server answers it by a
+				// (ClientID, ServerID) pair, so give it one.
+				tok, err := wire.ParseToken(ev.Connect.Token)
+				if err != nil {
+					return b, err
+				}
+				clientID = "v1-" + ev.Connect.Token
+				k := v0Key{clientID, name}
+				d := &v0Dial{ready: make(chan struct{}), token: tok, deadline: time.UnixMilli(ev.Connect.DeadlineUnixMilli)}
+				close(d.ready)
+				v1Keys = n.v0.addV1(k, d, v1Keys)
 			}
-			if err == nil {
-				// No drain event in v0: the stream stays until the
-				// pending dials settle, then ends.
-				n.settle(r.Context(), reg)
-			}
-			return
-		case <-reg.Done():
-			return
-		case <-r.Context().Done():
-			return
-		}
-		if err != nil {
-			n.log.Debug("v0 stream dropped", slog.String("name", name), slog.Any("err", err))
-			return
-		}
-	}
+			return appendV0Event(b, clientID, name)
+		},
+		dropped: "v0 stream dropped",
+	})
 }
 
 // serveV0Dial holds a v0 client's dial until its callback, a refusal or

@@ -2,16 +2,13 @@ package relaynode_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
 	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
 // TestZeroConfigLoad serves relaynode.New(relaynode.Config{}) (no limit
@@ -43,51 +40,9 @@ func TestZeroConfigLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // against hangs only
 	defer cancel()
 	d := endpoints.NewRelayDialer(addr, "", endpoints.WithDialTimeout(30*time.Second))
-	var next, ok atomic.Int64
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	var firstErr error
-	var wg sync.WaitGroup
-	for range loops {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b := make([]byte, 1)
-			for next.Add(1) <= dials && ctx.Err() == nil {
-				err := func() error {
-					c, err := d.DialContext(ctx, "tcp", "load")
-					if err != nil {
-						return err
-					}
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-					if _, err := c.Write([]byte{'x'}); err != nil {
-						return err
-					}
-					_, err = io.ReadFull(c, b)
-					return err
-				}()
-				if err == nil {
-					ok.Add(1)
-					continue
-				}
-				var re *endpoints.RelayError
-				st := 0
-				if errors.As(err, &re) {
-					st = re.Status
-				}
-				mu.Lock()
-				statuses[st]++
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if ok.Load() != dials || len(statuses) != 0 {
-		t.Fatalf("%d of %d dials went through; failures by status %v (first: %v)", ok.Load(), dials, statuses, firstErr)
+	l := relaytest.EchoLoad(ctx, d, "load", loops, dials)
+	if l.OK != dials || len(l.Failures) != 0 {
+		t.Fatalf("%d of %d dials went through; failures by status %v (first: %v)", l.OK, dials, l.Failures, l.First)
 	}
 	st, err := node.Status(t.Context())
 	if err != nil {

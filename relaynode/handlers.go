@@ -67,6 +67,48 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 	defer n.edge.nameDown(name)
 	n.capSendBuffer(r)
 
+	n.holdStream(w, r, reg, name, streamWire{
+		open: func(b []byte) []byte {
+			b, _ = wire.AppendJSONEvent(b, wire.EventReady, wire.ReadyEvent{
+				Node:            n.engine.NodeID(),
+				Registration:    reg.ID.String(),
+				HeartbeatMillis: n.cfg.Heartbeat.Milliseconds(),
+			})
+			return b
+		},
+		event: func(b []byte, ev *actors.StreamEvent) ([]byte, error) {
+			if ev.Type == wire.EventConnect {
+				return wire.AppendConnectEvent(b, ev.Connect), nil
+			}
+			return wire.AppendJSONEvent(b, ev.Type, ev.Drain)
+		},
+		heartbeat: true,
+		dropped:   "stream dropped",
+	})
+}
+
+// streamWire is what one wire writes on a registration stream; holdStream
+// does the rest.
+type streamWire struct {
+	// open appends the stream's first event, which goes out with the
+	// header; nil: the header is flushed alone.
+	open func(b []byte) []byte
+	// event appends a queued event, or the drain event, to b. When it
+	// appends nothing, nothing is written.
+	event func(b []byte, ev *actors.StreamEvent) ([]byte, error)
+	// heartbeat sends a comment every Config.Heartbeat.
+	heartbeat bool
+	// dropped is the debug message logged when a write fails.
+	dropped string
+}
+
+// holdStream owns a registration's event stream once the registration is
+// made: the 200 event-stream header, every write (under
+// Config.EventWriteTimeout, then flushed), heartbeats, and on drain the
+// events still queued, the drain event and the wait for pending dials to
+// settle. It returns when the client goes, the registration ends or
+// settles, or a write fails.
+func (n *Node) holdStream(w http.ResponseWriter, r *http.Request, reg *actors.Registration, name string, sw streamWire) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", wire.ContentTypeEventStream)
@@ -85,38 +127,39 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 		}
 		return rc.Flush()
 	}
-	bb.B, _ = wire.AppendJSONEvent(bb.B[:0], wire.EventReady, wire.ReadyEvent{
-		Node:            n.engine.NodeID(),
-		Registration:    reg.ID.String(),
-		HeartbeatMillis: n.cfg.Heartbeat.Milliseconds(),
-	})
-	if err := write(bb.B); err != nil {
+	if sw.open != nil {
+		bb.B = sw.open(bb.B[:0])
+		if err := write(bb.B); err != nil {
+			return
+		}
+	} else if err := rc.Flush(); err != nil {
 		return
 	}
 	writeEvent := func(ev *actors.StreamEvent) error {
 		var err error
-		if ev.Type == wire.EventConnect {
-			bb.B = wire.AppendConnectEvent(bb.B[:0], ev.Connect)
-		} else {
-			bb.B, err = wire.AppendJSONEvent(bb.B[:0], ev.Type, ev.Drain)
-		}
-		if err != nil {
+		bb.B, err = sw.event(bb.B[:0], ev)
+		if err != nil || len(bb.B) == 0 {
 			return err
 		}
 		return write(bb.B)
 	}
-	tick := time.NewTicker(n.cfg.Heartbeat)
-	defer tick.Stop()
+	var tick <-chan time.Time
+	if sw.heartbeat {
+		t := time.NewTicker(n.cfg.Heartbeat)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		var err error
 		select {
 		case ev := <-reg.Events():
 			err = writeEvent(ev)
-		case <-tick.C:
+		case <-tick:
 			err = write(wire.AppendComment(bb.B[:0], "hb"))
 		case <-reg.Drained():
 			// Connect events already queued go out first: their dials
-			// are live. Then the drain event ends the stream.
+			// are live. Then the drain event (none on v0) ends the
+			// stream.
 			for err == nil && reg.Queued() > 0 {
 				err = writeEvent(<-reg.Events())
 			}
@@ -136,7 +179,7 @@ func (n *Node) serveListen(w http.ResponseWriter, r *http.Request, name string) 
 			return
 		}
 		if err != nil {
-			n.log.Debug("stream dropped", slog.String("name", name), slog.Any("err", err))
+			n.log.Debug(sw.dropped, slog.String("name", name), slog.Any("err", err))
 			return
 		}
 	}

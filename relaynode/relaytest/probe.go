@@ -2,11 +2,16 @@ package relaytest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clusterlink-relay/relay/endpoints"
 )
 
 // ContextDialer dials a name through a relay; *endpoints.RelayDialer is
@@ -41,6 +46,68 @@ func Ping(ctx context.Context, d ContextDialer, name string) error {
 		return fmt.Errorf("relaytest: ping %s: echo %q, want %q", name, got, "ping")
 	}
 	return nil
+}
+
+// Load is what EchoLoad counted.
+type Load struct {
+	// OK counts the dials whose byte came back.
+	OK int64
+	// Failures counts the others by refusal status (an
+	// *endpoints.RelayError's), 0 for any other error.
+	Failures map[int]int
+	// First is the first failure's error.
+	First error
+}
+
+// EchoLoad dials name through d dials times from loops concurrent loops,
+// as a load test does: dial, write one byte, read it back (the conn
+// bounded by 30s), close. It stops early when ctx ends. The server behind
+// name must echo, as Echo does.
+func EchoLoad(ctx context.Context, d ContextDialer, name string, loops, dials int) Load {
+	var next, ok atomic.Int64
+	var mu sync.Mutex
+	l := Load{Failures: map[int]int{}}
+	var wg sync.WaitGroup
+	for range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := make([]byte, 1)
+			for next.Add(1) <= int64(dials) && ctx.Err() == nil {
+				err := func() error {
+					c, err := d.DialContext(ctx, "tcp", name)
+					if err != nil {
+						return err
+					}
+					defer c.Close()
+					_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+					if _, err := c.Write([]byte{'x'}); err != nil {
+						return err
+					}
+					_, err = io.ReadFull(c, b)
+					return err
+				}()
+				if err == nil {
+					ok.Add(1)
+					continue
+				}
+				var re *endpoints.RelayError
+				st := 0
+				if errors.As(err, &re) {
+					st = re.Status
+				}
+				mu.Lock()
+				l.Failures[st]++
+				if l.First == nil {
+					l.First = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	l.OK = ok.Load()
+	return l
 }
 
 // PollPing pings name until a ping succeeds or bound passes, each attempt

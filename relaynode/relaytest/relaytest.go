@@ -6,8 +6,8 @@
 //   - the raw client, the protocol spoken by hand: Request and its
 //     builders, Do, Upgrade, Listen and Stream, DialRaw and Conn;
 //   - the accept loop of a test's server: Serve, ServeEcho, Echo;
-//   - the echo probe and the restart round: Ping, PollPing, DialRetry,
-//     Restarter, Flow;
+//   - the echo probe, the load loop and the restart round: Ping, PollPing,
+//     DialRetry, EchoLoad, Restarter, Flow;
 //   - faults on the link: FaultProxy; certificates: CA;
 //   - the checks: counting sockets, waiting for a condition with a bound.
 //
