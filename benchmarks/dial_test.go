@@ -60,6 +60,12 @@ func BenchmarkDialRate(b *testing.B) {
 	all := func(mb actors.Mailbox) actors.Mailboxes {
 		return actors.Mailboxes{Directory: mb, Listener: mb, Pending: mb, Pair: mb}
 	}
+	bounded := func(size int, kind func(*actors.Mailboxes) *actors.Mailbox) actors.Mailboxes {
+		m := actors.DefaultMailboxes()
+		mb := actors.Mailbox{Kind: actors.MailboxBounded, Size: size}
+		*kind(&m), m.Pair = mb, mb
+		return m
+	}
 	for _, c := range []struct {
 		name string
 		mbs  actors.Mailboxes
@@ -67,8 +73,10 @@ func BenchmarkDialRate(b *testing.B) {
 		{"defaults", actors.DefaultMailboxes()},
 		{"all=unbounded", all(actors.Mailbox{Kind: actors.MailboxUnbounded})},
 		{"all=unbounded-lockfree", all(actors.Mailbox{Kind: actors.MailboxUnboundedLockfree})},
-		{"all=bounded:1024", all(actors.Mailbox{Kind: actors.MailboxBounded, Size: 1024})},
-		{"all=bounded:64", all(actors.Mailbox{Kind: actors.MailboxBounded, Size: 64})},
+		// At most one of the directory, listener and pending mailboxes may
+		// be bounded; the pair's with them.
+		{"directory,pair=bounded:1024", bounded(1024, func(m *actors.Mailboxes) *actors.Mailbox { return &m.Directory })},
+		{"pending,pair=bounded:64", bounded(64, func(m *actors.Mailboxes) *actors.Mailbox { return &m.Pending })},
 	} {
 		b.Run("path=relay/mailbox="+c.name, func(b *testing.B) {
 			dial, _ := relayed(b, relaynode.Config{Mailboxes: c.mbs}, false)
