@@ -121,6 +121,12 @@ type clusterState struct {
 	down     sync.Map // cluster address → *downState: remote lost its connection there
 	linked   sync.Map // cluster address → struct{}: remote holds a connection there
 	sub      *eventstream.Subscription
+	root     *actor.RootContext
+
+	// awaiting holds, by cluster address, the pending dials whose Notify
+	// there is unanswered: a lost connection fails them over at once.
+	awaitMu  sync.Mutex
+	awaiting map[string]map[*actor.PID]struct{}
 
 	closing  atomic.Bool
 	stopped  sync.Once
@@ -278,7 +284,8 @@ func (e *Engine) startCluster(cfg ClusterConfig) error {
 	if cfg.NotifyTimeout == 0 {
 		cfg.NotifyTimeout = 2 * time.Second
 	}
-	c := &clusterState{cfg: cfg, dir: cfg.Directory, public: strings.TrimRight(cfg.PublicURL, "/"), stop: make(chan struct{})}
+	c := &clusterState{cfg: cfg, dir: cfg.Directory, public: strings.TrimRight(cfg.PublicURL, "/"), stop: make(chan struct{}),
+		root: e.root, awaiting: make(map[string]map[*actor.PID]struct{})}
 	if cfg.Listen != "" {
 		r, err := startRemote(e.system, cfg)
 		if err != nil {
@@ -582,10 +589,65 @@ func (c *clusterState) endpointEvent(ev any) {
 	case *remote.EndpointTerminatedEvent:
 		c.linked.Delete(ev.Address)
 		c.down.Store(ev.Address, &downState{until: time.Now().Add(downFor)})
+		c.connectionLost(ev.Address)
 	case *remote.EndpointConnectedEvent:
 		c.linked.Store(ev.Address, struct{}{})
 		c.down.Delete(ev.Address)
 	}
+}
+
+// await records that the pending dial pid waits for the answer to its
+// Notify to addr; done forgets it.
+func (c *clusterState) await(addr string, pid *actor.PID) {
+	c.awaitMu.Lock()
+	defer c.awaitMu.Unlock()
+	set := c.awaiting[addr]
+	if set == nil {
+		set = make(map[*actor.PID]struct{})
+		c.awaiting[addr] = set
+	}
+	set[pid] = struct{}{}
+}
+
+func (c *clusterState) done(addr string, pid *actor.PID) {
+	c.awaitMu.Lock()
+	defer c.awaitMu.Unlock()
+	if set := c.awaiting[addr]; set != nil {
+		delete(set, pid)
+		if len(set) == 0 {
+			delete(c.awaiting, addr)
+		}
+	}
+}
+
+// connectionLost tells every pending dial whose Notify to addr is
+// unanswered that the connection there broke: remote delivers nothing
+// sent on a broken stream, and the answer would only come as the Notify
+// timeout. The messages go from a goroutine of their own, since remote
+// publishes the event from inside its own machinery, and a pending dial
+// (inline) would send its next Notify from there.
+func (c *clusterState) connectionLost(addr string) {
+	c.awaitMu.Lock()
+	set := c.awaiting[addr]
+	delete(c.awaiting, addr)
+	c.awaitMu.Unlock()
+	if len(set) == 0 || c.closing.Load() {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for pid := range set {
+			c.root.Send(pid, &connectionLostMsg{addr: addr})
+		}
+	}()
+}
+
+// connectionLostMsg tells a pending dial that the connection to addr,
+// where its Notify went, broke before the answer came.
+type connectionLostMsg struct {
+	quiet
+	addr string
 }
 
 // isDown reports whether Notifies to addr should fail at once. When they
@@ -745,28 +807,28 @@ func (p *pending) sendNotify(ctx actor.Context) {
 		timeout = time.Millisecond
 	}
 	c := p.engine.cl
-	failed := func(err error) {
-		c.counters.peer(n.node, true)
-		c.suspect(n.node)
-		p.engine.log.Debug("cluster: notify failed", slog.String("peer", n.node), slog.String("addr", n.pid.Address), slog.Any("err", err))
-		if !p.sent && p.retarget(ctx) {
-			return
-		}
-		p.finish(ctx, Outcome{Err: refusePeerDown})
-	}
 	// Counted now: the answer may never be read, when the callback has
 	// already ended the dial.
 	c.counters.peer(n.node, false)
 	if n.pid.Address != c.addr && c.isDown(p.engine.root, n.pid.Address) {
-		failed(errPeerConnectionLost)
+		p.notifyFailed(ctx, errPeerConnectionLost)
 		return
 	}
+	p.notifySeq++
+	seq, self := p.notifySeq, ctx.Self()
+	c.await(n.pid.Address, self)
+	p.awaiting = true
 	f := ctx.RequestFuture(n.pid, n.msg, timeout)
 	sent := time.Now()
 	ctx.ReenterAfter(f, func(res any, err error) {
+		if seq != p.notifySeq {
+			return // this Notify was given up (connection lost) and another sent
+		}
+		p.awaiting = false
+		c.done(n.pid.Address, self)
 		counters := &c.counters
 		if err != nil {
-			failed(err)
+			p.notifyFailed(ctx, err)
 			return
 		}
 		c.trusted(n.node)
@@ -787,6 +849,30 @@ func (p *pending) sendNotify(ctx actor.Context) {
 			p.finish(ctx, Outcome{Err: refuseBadNotify})
 		}
 	})
+}
+
+// notifyFailed fails the pending dial's current Notify (err: no answer,
+// not deliverable, or the connection lost): the node is suspected, and the
+// dial moves to another member of its name, or is answered 503.
+func (p *pending) notifyFailed(ctx actor.Context, err error) {
+	n, c := p.notify, p.engine.cl
+	c.counters.peer(n.node, true)
+	c.suspect(n.node)
+	p.engine.log.Debug("cluster: notify failed", slog.String("peer", n.node), slog.String("addr", n.pid.Address), slog.Any("err", err))
+	if !p.sent && p.retarget(ctx) {
+		return
+	}
+	p.finish(ctx, Outcome{Err: refusePeerDown})
+}
+
+// connectionLost fails the Notify still unanswered at addr over at once.
+func (p *pending) connectionLost(ctx actor.Context, addr string) {
+	if !p.awaiting || p.notify == nil || p.notify.pid.Address != addr {
+		return // answered meanwhile, or already sent elsewhere
+	}
+	p.awaiting = false
+	p.notifySeq++ // the first Notify's late answer is ignored
+	p.notifyFailed(ctx, errPeerConnectionLost)
 }
 
 // maxNotifyTries bounds the members one cross-node dial tries.

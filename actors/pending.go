@@ -81,6 +81,8 @@ type pending struct {
 	outcome      chan Outcome // capacity 1; written once
 	notify       *notifyTo    // a cross-node dial: the Notify to send on start
 	tried        []string     // a cross-node dial: the nodes whose Notify failed
+	notifySeq    int          // a cross-node dial: the Notify sent last; older answers are stale
+	awaiting     bool         // a cross-node dial: the last Notify is unanswered
 
 	timer *time.Timer
 	sent  bool
@@ -124,9 +126,15 @@ func (p *pending) Receive(ctx actor.Context) {
 		p.finish(ctx, Outcome{Err: m.err})
 	case *coldMsg:
 		p.warm = false
+	case *connectionLostMsg:
+		p.connectionLost(ctx, m.addr)
 	case *actor.Stopping:
 		if p.timer != nil {
 			p.timer.Stop()
+		}
+		if p.awaiting {
+			p.awaiting = false
+			p.engine.cl.done(p.notify.pid.Address, ctx.Self())
 		}
 		if !p.sent {
 			p.sent = true
