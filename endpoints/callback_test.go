@@ -195,6 +195,10 @@ func TestHostileCallbacks(t *testing.T) {
 			"ftp://" + trap.addr + wire.PathAccept + tok,
 			"//" + trap.addr + wire.PathAccept + tok,
 			"http://127.0.0.1" + wire.PathAccept + tok, // no port
+			"http://127.0.0.1:" + wire.PathAccept + tok, // an empty one
+			"http://127.0.0.1:0" + wire.PathAccept + tok,
+			"http://127.0.0.1:65536" + wire.PathAccept + tok,
+			"http://:" + strings.Split(trap.addr, ":")[1] + wire.PathAccept + tok, // no host
 			"http://" + trap.addr + ":1" + wire.PathAccept + tok,
 			"http:" + wire.PathAccept + tok,
 			"http://" + trap.addr,

@@ -886,14 +886,15 @@ func parseConnect(data []byte, from relay) (wire.ConnectEvent, relay, error) {
 		u.RawFragment != "" || u.RawPath != "" || u.Path != path {
 		return bad("want " + u.Scheme + "://host:port" + path)
 	}
-	if u.Port() == "" {
+	port := u.Port()
+	if port == "" {
 		return bad("no port")
 	}
-	target, err := parseRelay(u.Scheme + "://" + u.Host)
-	if err != nil {
-		return bad(err.Error())
+	if why := checkHostPort(u.Hostname(), port); why != "" {
+		return bad(why)
 	}
-	return ce, target, nil
+	// The URL is parsed once: the relay is built from its parts.
+	return ce, relay{host: net.JoinHostPort(u.Hostname(), port), useTLS: u.Scheme == "https"}, nil
 }
 
 // callback answers one connect event: a new connection to target (the
