@@ -194,7 +194,7 @@ func TestHostileCallbacks(t *testing.T) {
 			"https://" + trap.addr + wire.PathAccept + tok, // a scheme the relay is not
 			"ftp://" + trap.addr + wire.PathAccept + tok,
 			"//" + trap.addr + wire.PathAccept + tok,
-			"http://127.0.0.1" + wire.PathAccept + tok, // no port
+			"http://127.0.0.1" + wire.PathAccept + tok,  // no port
 			"http://127.0.0.1:" + wire.PathAccept + tok, // an empty one
 			"http://127.0.0.1:0" + wire.PathAccept + tok,
 			"http://127.0.0.1:65536" + wire.PathAccept + tok,
