@@ -1,6 +1,7 @@
 package endpoints
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"sync"
@@ -16,9 +17,13 @@ type Conn struct {
 	name       string   // the server's registered name
 	clientName string   // the client's name, as the client gave it
 
-	hasHead atomic.Bool
-	mu      sync.Mutex // guards head
-	head    []byte     // bytes that arrived behind the 101
+	// hasHead is set while Read has something to do before the socket:
+	// bytes in head, or an early dial's answer to read (or its refusal).
+	hasHead   atomic.Bool
+	mu        sync.Mutex    // guards head, answer and answerErr
+	head      []byte        // bytes that arrived behind the 101
+	answer    *bufio.Reader // an early dial's answer, still to read (WithEarlyData)
+	answerErr error         // the early dial's refusal, returned by every Read
 }
 
 func newConn(c net.Conn, head []byte, remote net.Addr, name, clientName string) *Conn {
@@ -35,6 +40,10 @@ func newConn(c net.Conn, head []byte, remote net.Addr, name, clientName string) 
 func (c *Conn) Read(p []byte) (int, error) {
 	if c.hasHead.Load() {
 		c.mu.Lock()
+		if err := c.awaitAnswer(); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
 		if len(c.head) > 0 {
 			n := copy(p, c.head)
 			c.head = c.head[n:]
@@ -45,22 +54,27 @@ func (c *Conn) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return n, nil
 		}
+		c.hasHead.Store(false)
 		c.mu.Unlock()
 	}
 	return c.Conn.Read(p)
 }
 
-// takeHead returns and forgets the bytes that arrived behind the 101.
-func (c *Conn) takeHead() []byte {
+// takeHead returns and forgets the bytes that arrived behind the 101,
+// after reading an early dial's answer; its error is the refusal.
+func (c *Conn) takeHead() ([]byte, error) {
 	if !c.hasHead.Load() {
-		return nil
+		return nil, nil
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.awaitAnswer(); err != nil {
+		return nil, err
+	}
 	h := c.head
 	c.head = nil
 	c.hasHead.Store(false)
-	c.mu.Unlock()
-	return h
+	return h, nil
 }
 
 // WriteTo writes the bytes that arrived behind the 101, then everything
@@ -70,7 +84,11 @@ func (c *Conn) takeHead() []byte {
 // through a buffer.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	var n int64
-	if h := c.takeHead(); len(h) > 0 {
+	h, err := c.takeHead()
+	if err != nil {
+		return 0, err
+	}
+	if len(h) > 0 {
 		m, err := w.Write(h)
 		n += int64(m)
 		if err != nil {

@@ -131,8 +131,11 @@ func (d *RelayDialer) dialOne(ctx context.Context, network, name string, r relay
 	if err != nil {
 		return nil, err
 	}
-	u, err := upgradeExchange(ctx, conn, r, "dial", name, wire.PathDial+name,
-		wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken))
+	header := []string{wire.HeaderClientName, d.clientName, "Authorization", bearerValue(d.opts.dialToken)}
+	if d.opts.earlyData {
+		return earlyDial(ctx, conn, r, name, d.clientName, header)
+	}
+	u, err := upgradeExchange(ctx, conn, r, "dial", name, wire.PathDial+name, header...)
 	if err != nil {
 		conn.Close()
 		return nil, err

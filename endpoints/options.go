@@ -25,6 +25,7 @@ type options struct {
 	dialToken       string // bearer token for dials
 	warmPool        int    // callbacks kept parked at the relay
 	redundancy      int    // registrations held at once (WithRedundancy; default 1)
+	earlyData       bool   // a dial returns once its request is written (WithEarlyData)
 }
 
 func buildOptions(opts []Option) options {
@@ -121,6 +122,31 @@ func WithToken(token string) Option {
 // address and name.
 func WithWarmPool(k int) Option {
 	return func(o *options) { o.warmPool = max(k, 0) }
+}
+
+// WithEarlyData makes a dialer's Dial return as soon as its request is
+// written to the relay, without waiting for the relay's answer: the bytes
+// the caller writes next travel behind the request, and the relay hands
+// them to the server with the splice. A dial saves a round trip to the
+// relay this way, as a protocol that speaks first (HTTP, a TLS
+// handshake) would spend it waiting.
+//
+// The price is where a refusal shows. Without the option a refused dial
+// (no such name, 503, 504, a bad token) is Dial's error, and a dialer given
+// several relays tries the next one. With it, Dial fails only when the
+// relay cannot be reached or the request cannot be written; a refusal is
+// the error of the first Read (or WriteTo), and of every Read after it: a
+// *RelayError wrapped as "endpoints: dial NAME: ...", as Dial would have
+// returned it, and the dialer does not move to the next relay. What was
+// written before it is lost. The wait for the answer is bounded by the
+// conn's read deadline, not by the dial's timeout: a Read that times out
+// before the answer came returns the timeout, and the next Read goes on
+// waiting. For an MTLS dial the handshake's first message goes behind the
+// request, and its first read is the one that meets a refusal: that is
+// still DialContext's error, under its "tls handshake:" wrap, without a
+// move to the next relay. The option has no effect on listeners.
+func WithEarlyData() Option {
+	return func(o *options) { o.earlyData = true }
 }
 
 // WithRedundancy makes a listener given several relay addresses hold n

@@ -276,7 +276,7 @@ func readUpgrade(ctx context.Context, br *bufio.Reader, op, name string) (upgrad
 		case errors.Is(err, wire.ErrShortHead):
 			// Wait for at least one more byte.
 			if _, err := br.Peek(len(b) + 1); err != nil {
-				return upgraded{}, ctxErr(ctx, fmt.Errorf("%w: reading 101: %v", ErrProtocol, err))
+				return upgraded{}, ctxErr(ctx, fmt.Errorf("%w: reading 101: %w", ErrProtocol, err))
 			}
 		case errors.Is(err, wire.ErrNotSwitching):
 			// The whole head is buffered: ReadResponse reads no further

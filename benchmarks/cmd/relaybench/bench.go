@@ -107,7 +107,7 @@ func newBench(ctx context.Context, o options, stdout, stderr io.Writer) (_ *benc
 		}
 		b.res.Relay = "in-process " + b.relay.addr
 	}
-	b.dialer = newDialer(b.relay.addr)
+	b.dialer = newDialer(b.relay.addr, o.dialOptions()...)
 	if b.relayEcho, err = listenRelay(ctx, b.relay.addr, b.name("echo"), echoConn); err != nil {
 		return nil, err
 	}
@@ -162,9 +162,10 @@ func relayDialer(d *endpoints.RelayDialer, name string) dialFunc {
 	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", name) }
 }
 
-// newDialer returns the bench's dialer through the relay at addr.
-func newDialer(addr string) *endpoints.RelayDialer {
-	return endpoints.NewRelayDialer(addr, "relaybench", endpoints.WithDialTimeout(dialTimeout))
+// newDialer returns the bench's dialer through the relay at addr, with
+// opts after its dial timeout.
+func newDialer(addr string, opts ...endpoints.Option) *endpoints.RelayDialer {
+	return endpoints.NewRelayDialer(addr, "relaybench", append([]endpoints.Option{endpoints.WithDialTimeout(dialTimeout)}, opts...)...)
 }
 
 // runModes runs each selected mode in order. A failed mode is recorded

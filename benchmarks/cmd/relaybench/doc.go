@@ -13,6 +13,9 @@
 // with RELAYBENCH_CHILD set), and the probe in this one. Its modes are
 // latency, rate, bulk and idle, every figure beside both baselines.
 //
+// -early-data makes the relay paths dial with endpoints.WithEarlyData, so
+// that the echo byte goes out behind the dial request.
+//
 // Usage:
 //
 //	go run ./benchmarks/cmd/relaybench [flags]

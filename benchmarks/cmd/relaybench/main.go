@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/clusterlink-relay/relay/endpoints"
 )
 
 // main runs the command until it ends or SIGINT or SIGTERM interrupts it;
@@ -59,7 +61,16 @@ type options struct {
 	pause      time.Duration // -pause: the spawn mode's wait before measuring
 	cluster    bool          // -cluster: two relay nodes sharing an etcd, same node against cross node
 	etcdBin    string        // -etcd-bin: the etcd server the cluster mode runs
+	earlyData  bool          // -early-data: relay dials return before the relay's answer
 	notes      []string      // for the report: what the flags changed
+}
+
+// dialOptions are the endpoints options of the bench's relay dialers.
+func (o options) dialOptions() []endpoints.Option {
+	if o.earlyData {
+		return []endpoints.Option{endpoints.WithEarlyData()}
+	}
+	return nil
 }
 
 // sizes are the counts and lengths the modes use: the flags, with each
@@ -166,6 +177,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	concs := fs.String("conc", "1,8,32,64", "comma-separated `list` of concurrent loops for the rate mode; 32 is the one with a target")
 	fs.IntVar(&o.warm, "warm", 4, "warm pool size `K` (endpoints.WithWarmPool) of the warm latency target")
 	fs.IntVar(&o.bulkMiB, "bulk-mib", 0, "`MiB` carried by each bulk run, split evenly over its streams (default 1024; -quick 32)")
+	fs.BoolVar(&o.earlyData, "early-data", false, "relay dials use endpoints.WithEarlyData: Dial returns once the request is written,\nand the echo byte goes out behind it")
 	fs.BoolVar(&o.quick, "quick", false, "a fast smoke run: small counts and short runs")
 	fs.BoolVar(&o.spawn, "spawn", false, "measure the deployment: build relaynode and run it as its own process with its default\nflags, the echo and sink servers (endpoints) in a second process and the bare proxy in a\nthird; modes latency, rate, bulk and idle (-mode all is those four)")
 	fs.DurationVar(&o.pause, "pause", 0, "with -spawn, wait this long after the processes start (their pids are on stderr)\nbefore measuring: time to attach strace or perf")

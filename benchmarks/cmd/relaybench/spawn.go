@@ -133,7 +133,7 @@ func runSpawn(ctx context.Context, o options, stdout, stderr io.Writer) (err err
 		case <-time.After(o.pause):
 		}
 	}
-	dialer := newDialer(addr)
+	dialer := newDialer(addr, s.opt.dialOptions()...)
 	s.targets["direct"] = target{targetDirect, tcpDialer(srv["echo"])}
 	s.targets["proxy"] = target{targetProxy, tcpDialer(prx["echo"])}
 	s.targets["cold"] = target{targetRelayCold, relayDialer(dialer, prefix+"-echo")}
