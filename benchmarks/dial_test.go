@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clusterlink-relay/relay/actors"
+	"github.com/clusterlink-relay/relay/endpoints"
 	"github.com/clusterlink-relay/relay/relaynode"
 )
 
@@ -34,6 +35,37 @@ func BenchmarkDial(b *testing.B) {
 		dial, _ := relayed(b, relaynode.Config{}, false)
 		run(b, dial)
 	})
+	b.Run("path=relay/early", func(b *testing.B) {
+		dial, _ := relayed(b, relaynode.Config{}, false, endpoints.WithEarlyData())
+		run(b, dial)
+	})
+}
+
+// BenchmarkDialMTLS is BenchmarkDial with TLS end to end: each round trip
+// is the dial, the handshake with the server through the relay, a 1-byte
+// echo and close. With WithEarlyData the ClientHello goes out behind the
+// dial request instead of after the relay's answer.
+func BenchmarkDialMTLS(b *testing.B) {
+	for _, early := range []bool{false, true} {
+		name, opts := "early=off", []endpoints.Option(nil)
+		if early {
+			name, opts = "early=on", []endpoints.Option{endpoints.WithEarlyData()}
+		}
+		b.Run(name, func(b *testing.B) {
+			dial := relayedMTLS(b, opts...)
+			b.ReportAllocs()
+			ctx := context.Background()
+			lat := make([]time.Duration, 0, b.N)
+			for b.Loop() {
+				start := time.Now()
+				if err := roundTrip(ctx, dial); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			reportLatency(b, lat)
+		})
+	}
 }
 
 // BenchmarkDialRate measures 32 concurrent loops of dial, echo and close,

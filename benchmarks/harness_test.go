@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"io"
 	"net"
@@ -44,8 +45,8 @@ func direct(b testing.TB, sink bool) dialFunc {
 }
 
 // relayed starts a relay with cfg and a service registered on it, and
-// returns a dialer through the relay.
-func relayed(b testing.TB, cfg relaynode.Config, sink bool) (dialFunc, *relaytest.Relay) {
+// returns a dialer through the relay, made with dialOpts.
+func relayed(b testing.TB, cfg relaynode.Config, sink bool, dialOpts ...endpoints.Option) (dialFunc, *relaytest.Relay) {
 	if cfg.EventQueue == 0 {
 		cfg.EventQueue = 1024
 	}
@@ -55,8 +56,27 @@ func relayed(b testing.TB, cfg relaynode.Config, sink bool) (dialFunc, *relaytes
 		b.Fatal(err)
 	}
 	serveEcho(b, ln, sink)
-	d := endpoints.NewRelayDialer(r.Addr, "bench")
+	d := endpoints.NewRelayDialer(r.Addr, "bench", dialOpts...)
 	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", "svc") }, r
+}
+
+// relayedMTLS is relayed for an echo service with TLS end to end: the
+// listener and the dialer hold certificates of one test CA, and each dial
+// returns once its handshake with the server is done.
+func relayedMTLS(b testing.TB, dialOpts ...endpoints.Option) dialFunc {
+	var cfg relaynode.Config
+	cfg.EventQueue = 1024
+	r := relaytest.Start(b, cfg)
+	ca := relaytest.NewCA(b, "bench CA")
+	srv := &tls.Config{Certificates: []tls.Certificate{ca.Issue(b, "svc", "svc")}, ClientCAs: ca.Pool}
+	ln, err := endpoints.ListenMTLS("tcp", "svc", srv, r.URL, endpoints.WithCallbackWorkers(64), endpoints.WithAcceptBacklog(256))
+	if err != nil {
+		b.Fatal(err)
+	}
+	serveEcho(b, ln, false)
+	cli := &tls.Config{Certificates: []tls.Certificate{ca.Issue(b, "bench")}, RootCAs: ca.Pool}
+	d := endpoints.NewRelayMTLSDialer(r.Addr, "bench", dialOpts...)
+	return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", "svc", cli) }
 }
 
 // roundTrip dials, echoes one byte and closes.

@@ -24,6 +24,7 @@ type Conn struct {
 	head      []byte        // bytes that arrived behind the 101
 	answer    *bufio.Reader // an early dial's answer, still to read (WithEarlyData)
 	answerErr error         // the early dial's refusal, returned by every Read
+	refused   atomic.Bool   // answerErr is set: writes return it too
 }
 
 func newConn(c net.Conn, head []byte, remote net.Addr, name, clientName string) *Conn {
@@ -99,11 +100,30 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	return n + m, err
 }
 
+// Write writes p to the socket; once a Read has met an early dial's
+// refusal, it returns that refusal instead.
+func (c *Conn) Write(p []byte) (int, error) {
+	if c.refused.Load() {
+		return 0, c.refusal()
+	}
+	return c.Conn.Write(p)
+}
+
+// refusal returns the early dial's refusal, once refused is set.
+func (c *Conn) refusal() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answerErr
+}
+
 // ReadFrom copies r to the socket until EOF. It is what io.Copy(c, r)
 // calls: when r is a TCP socket (or a *Conn over one, through its WriteTo,
 // which writes its head first) and the socket to the relay is TCP, the
 // bytes move with splice(2).
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.refused.Load() {
+		return 0, c.refusal()
+	}
 	return io.Copy(c.Conn, r)
 }
 

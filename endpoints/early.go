@@ -31,7 +31,8 @@ func earlyDial(ctx context.Context, conn net.Conn, r relay, name, clientName str
 
 // awaitAnswer reads the relay's answer to an early dial, once, with c.mu
 // held. A 101 leaves the bytes behind it in c.head; a refusal is kept and
-// returned to this Read and every one after it. A read that meets the
+// returned to this Read and every one after it, and to writes from then
+// on. A read that meets the
 // conn's deadline returns the timeout and leaves the answer to the next
 // Read, which goes on from the bytes already buffered.
 func (c *Conn) awaitAnswer() error {
@@ -50,6 +51,7 @@ func (c *Conn) awaitAnswer() error {
 	c.answer = nil
 	if err != nil {
 		c.answerErr = fmt.Errorf("endpoints: dial %q: %w", c.name, err)
+		c.refused.Store(true)
 		return c.answerErr
 	}
 	c.head = u.head

@@ -70,7 +70,8 @@ func TestEarlyData(t *testing.T) {
 
 // TestEarlyDataRefusal checks where an early dial's refusal shows: Dial
 // succeeds, and the first Read returns the *RelayError wrapped as Dial
-// would have returned it, as does every Read after it and WriteTo. An MTLS
+// would have returned it, as does every Read after it, WriteTo, and every
+// write from then on. An MTLS
 // dial meets it in its handshake, so its DialContext fails as before.
 func TestEarlyDataRefusal(t *testing.T) {
 	r := relaytest.Start(t, relaynode.Config{})
@@ -95,6 +96,12 @@ func TestEarlyDataRefusal(t *testing.T) {
 	}
 	if _, err := io.Copy(io.Discard, c); err != err1 {
 		t.Errorf("WriteTo: %v, want the refusal %v", err, err1)
+	}
+	if _, err := c.Write([]byte("more")); err != err1 {
+		t.Errorf("write after the refusal: %v, want the refusal %v", err, err1)
+	}
+	if _, err := io.Copy(c, io.LimitReader(strings.NewReader("more"), 4)); err != err1 {
+		t.Errorf("ReadFrom after the refusal: %v, want the refusal %v", err, err1)
 	}
 
 	md := endpoints.NewRelayMTLSDialer(r.Addr, clientName, endpoints.WithEarlyData())

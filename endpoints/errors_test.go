@@ -3,13 +3,17 @@ package endpoints_test
 import (
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clusterlink-relay/relay/endpoints"
+	"github.com/clusterlink-relay/relay/relaynode"
+	"github.com/clusterlink-relay/relay/relaynode/relaytest"
 )
 
 // TestBadRelayAddress checks that every malformed relay address is
@@ -134,5 +138,45 @@ func TestMTLSConfigErrors(t *testing.T) {
 		if errors.Is(err, other) {
 			t.Errorf("%s: %v also matches %v", tc.name, err, other)
 		}
+	}
+}
+
+// TestDialRelayForms checks the relay's address forms a dialer connects
+// by: an IP address with each network that can reach it, a URL, a name
+// (looked up), and an IPv4 address with tcp6, which cannot reach it and
+// fails at the connect, before any request.
+func TestDialRelayForms(t *testing.T) {
+	r := relaytest.Start(t, relaynode.Config{})
+	ln, err := endpoints.ListenRelay("tcp", serverName, r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	serveEcho(t, ln)
+	_, port, _ := net.SplitHostPort(r.Addr)
+	for _, c := range []struct{ network, relay string }{
+		{"tcp", r.Addr},
+		{"tcp4", r.Addr},
+		{"tcp", "http://" + r.Addr},
+		{"tcp", "localhost:" + port},
+	} {
+		conn, err := endpoints.NewRelayDialer(c.relay, clientName).Dial(c.network, serverName)
+		if err != nil {
+			t.Fatalf("%s via %s: %v", c.network, c.relay, err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(ioTimeout))
+		if _, err := conn.Write([]byte("hi")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 2)
+		if _, err := io.ReadFull(conn, got); err != nil || string(got) != "hi" {
+			t.Fatalf("%s via %s: echo %q, %v", c.network, c.relay, got, err)
+		}
+		conn.Close()
+	}
+	_, err = endpoints.NewRelayDialer(r.Addr, clientName).Dial("tcp6", serverName)
+	var re *endpoints.RelayError
+	if err == nil || errors.As(err, &re) {
+		t.Fatalf("tcp6 to an IPv4 relay: %v, want a connect error", err)
 	}
 }

@@ -132,13 +132,13 @@ func WithWarmPool(k int) Option {
 // handshake) would spend it waiting.
 //
 // The price is where a refusal shows. Without the option a refused dial
-// (no such name, 503, 504, a bad token) is Dial's error, and a dialer given
-// several relays tries the next one. With it, Dial fails only when the
-// relay cannot be reached or the request cannot be written; a refusal is
-// the error of the first Read (or WriteTo), and of every Read after it: a
-// *RelayError wrapped as "endpoints: dial NAME: ...", as Dial would have
-// returned it, and the dialer does not move to the next relay. What was
-// written before it is lost. The wait for the answer is bounded by the
+// (no such name, 503, 504, a bad token) is Dial's error, and a dialer
+// given several relays tries the next one. With it, Dial fails only when
+// the relay cannot be reached or the request cannot be written; a refusal
+// is the error of the first Read (or WriteTo), of every Read after it and
+// of every write from then on: a *RelayError wrapped as "endpoints: dial
+// NAME: ...", as Dial would have returned it, and the dialer does not move
+// to the next relay. What was written before it is lost. The wait for the answer is bounded by the
 // conn's read deadline, not by the dial's timeout: a Read that times out
 // before the answer came returns the timeout, and the next Read goes on
 // waiting. For an MTLS dial the handshake's first message goes behind the
