@@ -17,27 +17,14 @@ import (
 // BenchmarkDial measures sequential dial, 1-byte echo and close, direct
 // and through the relay, and reports p50 and p99.
 func BenchmarkDial(b *testing.B) {
-	run := func(b *testing.B, dial dialFunc) {
-		b.ReportAllocs()
-		ctx := context.Background()
-		lat := make([]time.Duration, 0, b.N)
-		for b.Loop() {
-			start := time.Now()
-			if err := roundTrip(ctx, dial); err != nil {
-				b.Fatal(err)
-			}
-			lat = append(lat, time.Since(start))
-		}
-		reportLatency(b, lat)
-	}
-	b.Run("path=direct", func(b *testing.B) { run(b, direct(b, false)) })
+	b.Run("path=direct", func(b *testing.B) { sequentialDials(b, direct(b, false)) })
 	b.Run("path=relay", func(b *testing.B) {
 		dial, _ := relayed(b, relaynode.Config{}, false)
-		run(b, dial)
+		sequentialDials(b, dial)
 	})
 	b.Run("path=relay/early", func(b *testing.B) {
 		dial, _ := relayed(b, relaynode.Config{}, false, endpoints.WithEarlyData())
-		run(b, dial)
+		sequentialDials(b, dial)
 	})
 }
 
@@ -51,21 +38,24 @@ func BenchmarkDialMTLS(b *testing.B) {
 		if early {
 			name, opts = "early=on", []endpoints.Option{endpoints.WithEarlyData()}
 		}
-		b.Run(name, func(b *testing.B) {
-			dial := relayedMTLS(b, opts...)
-			b.ReportAllocs()
-			ctx := context.Background()
-			lat := make([]time.Duration, 0, b.N)
-			for b.Loop() {
-				start := time.Now()
-				if err := roundTrip(ctx, dial); err != nil {
-					b.Fatal(err)
-				}
-				lat = append(lat, time.Since(start))
-			}
-			reportLatency(b, lat)
-		})
+		b.Run(name, func(b *testing.B) { sequentialDials(b, relayedMTLS(b, opts...)) })
 	}
+}
+
+// sequentialDials makes b.N round trips through dial, one after another,
+// and reports their allocations, p50 and p99.
+func sequentialDials(b *testing.B, dial dialFunc) {
+	b.ReportAllocs()
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		start := time.Now()
+		if err := roundTrip(ctx, dial); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	reportLatency(b, lat)
 }
 
 // BenchmarkDialRate measures 32 concurrent loops of dial, echo and close,
