@@ -140,6 +140,7 @@ type clusterCounters struct {
 	unavailable   atomic.Int64 // cross-node dials refused: directory unhealthy
 	notifyRefused atomic.Int64 // Notifies refused here: registration not held, or malformed
 	notified      atomic.Int64 // Notifies served here: connect event queued
+	notifyWaited  atomic.Int64 // Notifies that waited for their registration's publish to end
 	evicted       atomic.Int64 // local registrations ended by another node's takeover
 
 	ops    [numDirOps]dirOpStats
@@ -210,6 +211,10 @@ type ClusterStats struct {
 	// those refused (registration not held here, or malformed).
 	Notified      int64
 	NotifyRefused int64
+	// NotifyWaited counts Notifies that arrived for a registration this
+	// node was still publishing (the other node saw it first) and waited
+	// for it here instead of being refused.
+	NotifyWaited int64
 	// Evicted counts local registrations ended because another node took
 	// their name over.
 	Evicted int64
@@ -253,6 +258,7 @@ func (e *Engine) ClusterStats() (st ClusterStats, ok bool) {
 		Unavailable:   c.counters.unavailable.Load(),
 		Notified:      c.counters.notified.Load(),
 		NotifyRefused: c.counters.notifyRefused.Load(),
+		NotifyWaited:  c.counters.notifyWaited.Load(),
 		Evicted:       c.counters.evicted.Load(),
 		Directory:     c.dir.Stats(),
 		Peers:         map[string]PeerStats{},
@@ -457,11 +463,20 @@ func (e *Engine) registerClustered(ctx context.Context, req RegisterRequest) (*R
 	if !req.Replaces.IsZero() {
 		pub.Replaces = req.Replaces.String()
 	}
+	// Other nodes may route a dial here as soon as the publish lands,
+	// before registerLocal: the directory holds their Notifies until then.
+	e.send(e.directory, &expectMsg{name: req.Name, id: req.id})
 	err := c.publish(ctx, pub)
+	if err != nil && !errors.Is(err, cluster.ErrReplacedGone) {
+		e.send(e.directory, &expectMsg{name: req.Name, id: req.id, done: true})
+	}
 	if errors.Is(err, cluster.ErrReplacedGone) {
 		// The old registration is gone already: a plain registration.
 		pub.Replaces = ""
 		err = c.publish(ctx, pub)
+		if err != nil {
+			e.send(e.directory, &expectMsg{name: req.Name, id: req.id, done: true})
+		}
 	}
 	switch {
 	case err == nil:
@@ -1037,6 +1052,18 @@ func (d *directory) notify(ctx actor.Context, m *notifyMsg) {
 		pid = d.member(g, m.registration)
 	}
 	if pid == nil {
+		if x := d.expected[m.registration]; x != nil && x.name == m.name {
+			// Published, and its registerMsg is on its way: the Notify
+			// waits for it, as many as the listener's event queue holds.
+			if len(x.waiting) < d.engine.cfg.EventQueue {
+				x.waiting = append(x.waiting, m)
+				d.engine.cl.counters.notifyWaited.Add(1)
+				return
+			}
+			d.engine.stats.queueFull.Add(1)
+			replyNotify(ctx, m.sender, refuseQueueFull)
+			return
+		}
 		d.engine.cl.counters.notifyRefused.Add(1)
 		replyNotify(ctx, m.sender, refuseListenerGone)
 		return

@@ -381,3 +381,95 @@ func TestClusterLostConnectionFailsFast(t *testing.T) {
 		t.Fatalf("sends to n3 %+v, want one, failed at once", st.Peers["n3"])
 	}
 }
+
+// earlyDirectory is a Memory directory whose Publish, before it returns,
+// makes another node's dial of the registration it publishes: the Notify
+// reaches this node while its registration is published but not yet
+// registered here, as when another node's watch outruns this node's own
+// registerLocal. It waits until the directory holds the Notify.
+type earlyDirectory struct {
+	*cluster.Memory
+	t     *testing.T
+	e     *Engine
+	dial  chan *PendingDial
+	drain bool // drain the engine once the Notify waits
+}
+
+func (d *earlyDirectory) Publish(ctx context.Context, p cluster.Publish) error {
+	// Published as n2's, at this engine's address: every dial of it takes
+	// the cross-node way, through this engine's own peer actor.
+	p.Member.Node = "n2"
+	if err := d.Memory.Publish(ctx, p); err != nil {
+		return err
+	}
+	pd, err := d.e.Dial(ctx, p.Name, "cli", "127.0.0.1:2")
+	if err != nil {
+		d.t.Errorf("dial during the publish: %v", err)
+		return nil
+	}
+	d.dial <- pd
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, _ := d.e.ClusterStats(); st.NotifyWaited == 1 || st.NotifyRefused > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d.drain {
+		d.e.Drain("test")
+	}
+	return nil
+}
+
+// TestClusterNotifyBeforeRegister checks a Notify that comes for a
+// registration between its publish and its local registration: it waits
+// for the registration and is served (its connect event queued), not
+// refused 502 "registration ended".
+func TestClusterNotifyBeforeRegister(t *testing.T) {
+	dir := &earlyDirectory{Memory: cluster.NewMemory(), t: t, dial: make(chan *PendingDial, 1)}
+	e := clusteredEngine(t, dir)
+	dir.e = e
+	ctx := context.Background()
+	reg, err := e.Register(ctx, RegisterRequest{Name: "early", Authenticated: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd := <-dir.dial
+	ev := nextEvent(t, reg)
+	if ev.Connect.Token != pd.Token.String() || ev.Connect.Callback != testPublic+wire.PathAccept+pd.Token.String() {
+		t.Fatalf("event %+v, want the early dial's connect event", ev.Connect)
+	}
+	p, err := e.Callback(ctx, pd.Token, reg.ID)
+	if err != nil {
+		t.Fatalf("callback: %v", err)
+	}
+	if o := pd.Wait(ctx); o.Err != nil || o.Pairing != p {
+		t.Fatalf("outcome %+v, want the pairing", o)
+	}
+	p.Abort(Client)
+	p.Abort(Server)
+	st, _ := e.ClusterStats()
+	if st.NotifyWaited != 1 || st.NotifyRefused != 0 || st.Notified != 1 {
+		t.Fatalf("cluster stats: waited %d refused %d notified %d, want 1, 0, 1", st.NotifyWaited, st.NotifyRefused, st.Notified)
+	}
+}
+
+// TestClusterNotifyBeforeRegisterDrained checks the other end of the
+// wait: the node drains while the Notify waits, so the registration is
+// refused, and the Notify with it: 503 relay draining, not a hang.
+func TestClusterNotifyBeforeRegisterDrained(t *testing.T) {
+	dir := &earlyDirectory{Memory: cluster.NewMemory(), t: t, dial: make(chan *PendingDial, 1), drain: true}
+	e := clusteredEngine(t, dir)
+	dir.e = e
+	ctx := context.Background()
+	if _, err := e.Register(ctx, RegisterRequest{Name: "early", Authenticated: true}); status(err) != http.StatusServiceUnavailable {
+		t.Fatalf("register on a draining node: %v, want 503", err)
+	}
+	pd := <-dir.dial
+	if o := pd.Wait(ctx); status(o.Err) != http.StatusServiceUnavailable || !strings.Contains(o.Err.Error(), "draining") {
+		t.Fatalf("outcome %v, want 503 relay draining", o.Err)
+	}
+	if st, _ := e.ClusterStats(); st.NotifyWaited != 1 {
+		t.Fatalf("waited %d, want 1", st.NotifyWaited)
+	}
+}

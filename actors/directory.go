@@ -22,6 +22,18 @@ type directory struct {
 	remote     map[wire.Token]*actor.PID // cross-node dials made here: their pending actors, by token
 	tombstones *lru.Cache[wire.Token, struct{}]
 	draining   bool
+	// expected holds, by registration id, the registrations being
+	// published to the cluster and not yet registered here, with the
+	// Notifies that arrived for them meanwhile (other nodes see the
+	// published member before this node's registerMsg comes).
+	expected map[wire.Token]*expected
+}
+
+// expected is a registration being published, and the Notifies waiting
+// for it.
+type expected struct {
+	name    string
+	waiting []*notifyMsg
 }
 
 func newDirectory(e *Engine) *directory {
@@ -36,6 +48,7 @@ func newDirectory(e *Engine) *directory {
 		tokens:     make(map[wire.Token]*actor.PID),
 		remote:     make(map[wire.Token]*actor.PID),
 		tombstones: tomb,
+		expected:   make(map[wire.Token]*expected),
 	}
 }
 
@@ -49,8 +62,14 @@ func (d *directory) Receive(ctx actor.Context) {
 		// Outside Close this is a failure: nothing would answer a request
 		// sent to the directory any more, so refuse them at once.
 		d.engine.failed.Store(true)
+	case *expectMsg:
+		d.expect(ctx, m)
 	case *registerMsg:
-		d.register(ctx, m)
+		pid := d.register(ctx, m)
+		if x := d.expected[m.req.id]; x != nil && !m.req.id.IsZero() {
+			delete(d.expected, m.req.id)
+			d.release(ctx, x, pid)
+		}
 	case *unregisterMsg:
 		d.unregister(ctx, m.listener)
 	case *dialMsg:
@@ -77,6 +96,12 @@ func (d *directory) Receive(ctx actor.Context) {
 		m.reply <- out
 	case *drainMsg:
 		d.draining = true
+		for _, x := range d.expected {
+			for _, nm := range x.waiting {
+				replyNotify(ctx, nm.sender, refuseDraining)
+			}
+			x.waiting = nil
+		}
 		for _, g := range d.names {
 			for _, pid := range g.members {
 				ctx.Send(pid, m)
@@ -139,11 +164,13 @@ func (d *directory) leave(name string, pid *actor.PID) {
 	}
 }
 
-func (d *directory) register(ctx actor.Context, m *registerMsg) {
+// register makes the listener actor of a new registration and returns
+// it, or answers the refusal and returns nil.
+func (d *directory) register(ctx actor.Context, m *registerMsg) *actor.PID {
 	req := m.req
 	if d.draining {
 		m.reply <- registerReply{err: refuseDraining}
-		return
+		return nil
 	}
 	if g := d.names[req.Name]; g != nil {
 		var old *actor.PID
@@ -164,7 +191,7 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 			// Joins the group.
 		default:
 			m.reply <- registerReply{err: refuseNameTaken}
-			return
+			return nil
 		}
 	}
 	reg := newRegistration(d.engine, req.Name, req.ClientAddr, req.Yields, req.id)
@@ -185,6 +212,39 @@ func (d *directory) register(ctx actor.Context, m *registerMsg) {
 	d.engine.log.Info("registered", slog.String("name", req.Name), slog.String("remote", req.ClientAddr),
 		slog.Int("members", len(g.members)))
 	m.reply <- registerReply{reg: reg}
+	return pid
+}
+
+// expect records a registration being published (or, done, forgets it
+// and refuses the Notifies that waited for it).
+func (d *directory) expect(ctx actor.Context, m *expectMsg) {
+	if !m.done {
+		if d.expected[m.id] == nil {
+			d.expected[m.id] = &expected{name: m.name}
+		}
+		return
+	}
+	if x := d.expected[m.id]; x != nil {
+		delete(d.expected, m.id)
+		d.release(ctx, x, nil)
+	}
+}
+
+// release hands the Notifies that waited for a registration to its
+// listener, pid, in their order; with no listener (the registration was
+// refused or never came) each is refused as the registration gone.
+func (d *directory) release(ctx actor.Context, x *expected, pid *actor.PID) {
+	for _, nm := range x.waiting {
+		switch {
+		case pid != nil:
+			ctx.Send(pid, nm)
+		case d.draining:
+			replyNotify(ctx, nm.sender, refuseDraining)
+		default:
+			d.engine.cl.counters.notifyRefused.Add(1)
+			replyNotify(ctx, nm.sender, refuseListenerGone)
+		}
+	}
 }
 
 func (d *directory) unregister(ctx actor.Context, pid *actor.PID) {

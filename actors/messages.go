@@ -18,6 +18,17 @@ func (quiet) IgnoreDeadLetterLogging() {}
 
 var _ actor.IgnoreDeadLetterLogging = quiet{}
 
+// expectMsg tells the directory that a registration of name with id is
+// being published to the cluster: Notifies other nodes send for it before
+// its registerMsg arrives wait for it instead of being refused. done says
+// the registration will not come (the publish failed).
+type expectMsg struct {
+	quiet
+	name string
+	id   wire.Token
+	done bool
+}
+
 // registerMsg asks the directory for a new registration of name.
 type registerMsg struct {
 	quiet

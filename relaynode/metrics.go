@@ -24,10 +24,10 @@ type collector struct {
 	pairsCut, uptime, parked               *prometheus.Desc
 
 	// The cluster's, exported by a clustered node only.
-	dirOps, dirOpErrors, notifySent, notifyFailed *prometheus.Desc
-	crossDials, unavailable, notified, notifyRef  *prometheus.Desc
-	renewals, losses, leaseHeld, leaseAge, evict  *prometheus.Desc
-	clusterNames, notifyLatency, linked           *prometheus.Desc
+	dirOps, dirOpErrors, notifySent, notifyFailed              *prometheus.Desc
+	crossDials, unavailable, notified, notifyRef, notifyWaited *prometheus.Desc
+	renewals, losses, leaseHeld, leaseAge, evict               *prometheus.Desc
+	clusterNames, notifyLatency, linked                        *prometheus.Desc
 }
 
 func newCollector(n *Node, perName bool) *collector {
@@ -64,6 +64,7 @@ func newCollector(n *Node, perName bool) *collector {
 		unavailable:   d("relay_cluster_unavailable_total", "Cross-node dials refused 503 because the directory had no lease."),
 		notified:      d("relay_cluster_notified_total", "Other nodes' notifies served here: a connect event queued."),
 		notifyRef:     d("relay_cluster_notify_refused_total", "Other nodes' notifies refused here: registration not held, or malformed."),
+		notifyWaited:  d("relay_cluster_notify_waited_total", "Other nodes' notifies that arrived for a registration this node was still publishing, and waited for it."),
 		renewals:      d("relay_cluster_lease_renewals_total", "Keep-alive answers for the node's etcd lease."),
 		losses:        d("relay_cluster_lease_losses_total", "Etcd leases lost (each followed by a new one and a publish of the node's names again)."),
 		leaseHeld:     d("relay_cluster_lease_held", "1 while the node holds a live etcd lease, else 0."),
@@ -78,7 +79,7 @@ func newCollector(n *Node, perName bool) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registrations, c.names, c.pending, c.pairs, c.bytes, c.dials, c.v0Dials, c.refusals,
 		c.splice, c.queueMax, c.queued, c.queueByName, c.actorsLive, c.actorMessages, c.actorQueued, c.pairsCut, c.uptime, c.parked,
-		c.dirOps, c.dirOpErrors, c.notifySent, c.notifyFailed, c.crossDials, c.unavailable, c.notified, c.notifyRef,
+		c.dirOps, c.dirOpErrors, c.notifySent, c.notifyFailed, c.crossDials, c.unavailable, c.notified, c.notifyRef, c.notifyWaited,
 		c.renewals, c.losses, c.leaseHeld, c.leaseAge, c.evict, c.clusterNames, c.notifyLatency, c.linked} {
 		ch <- d
 	}
@@ -175,6 +176,7 @@ func (c *collector) collectCluster(ch chan<- prometheus.Metric, gauge, counter f
 	counter(c.unavailable, float64(st.Unavailable))
 	counter(c.notified, float64(st.Notified))
 	counter(c.notifyRef, float64(st.NotifyRefused))
+	counter(c.notifyWaited, float64(st.NotifyWaited))
 	counter(c.renewals, float64(st.Directory.Renewals))
 	counter(c.losses, float64(st.Directory.Losses))
 	held := 0.0
