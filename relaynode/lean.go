@@ -35,8 +35,9 @@ type leanServer struct {
 	ln        net.Listener // the gated listener
 	keepAlive bool         // ln's accepts set the relay's keepalive
 
-	handed chan net.Conn // connections for the http.Server
-	done   chan struct{} // closed by close
+	handed chan net.Conn  // connections for the http.Server
+	idle   chan *leanConn // connections for a worker that waits for one
+	done   chan struct{}  // closed by close
 	once   sync.Once
 
 	mu     sync.Mutex
@@ -49,6 +50,7 @@ func newLeanServer(n *Node, ln net.Listener, keepAlive bool) *leanServer {
 	ls := &leanServer{
 		n: n, ln: ln, keepAlive: keepAlive,
 		handed: make(chan net.Conn),
+		idle:   make(chan *leanConn),
 		done:   make(chan struct{}),
 		conns:  make(map[net.Conn]*leanConn),
 	}
@@ -131,7 +133,36 @@ func (ls *leanServer) acceptLoop() {
 			ls.n.gate.state(c, http.StateClosed)
 			continue
 		}
-		go lc.serve()
+		select {
+		case ls.idle <- lc:
+		default:
+			ls.n.leanWorkers.Add(1)
+			go ls.work(lc)
+		}
+	}
+}
+
+// workerIdle is how long a worker whose connection ended waits for the
+// next one before it exits.
+const workerIdle = time.Second
+
+// work serves lc, then the connections the accept loop hands it, until it
+// has waited workerIdle for one or the server is closed. A worker keeps
+// the stack its first connections grew, so the next one does not grow it
+// again frame by frame.
+func (ls *leanServer) work(lc *leanConn) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		lc.serve()
+		t.Reset(workerIdle)
+		select {
+		case lc = <-ls.idle:
+		case <-t.C:
+			return
+		case <-ls.done:
+			return
+		}
 	}
 }
 

@@ -26,9 +26,12 @@ type Node struct {
 	dir    *cluster.Etcd // the cluster directory; nil on one node
 
 	counters counters
-	edge     *edge
-	gate     *connGate
-	auth     atomic.Pointer[authRules] // nil: no auth file
+	// leanWorkers counts the goroutines the lean path started to serve
+	// connections (each then serves the next ones it is handed).
+	leanWorkers atomic.Int64
+	edge        *edge
+	gate        *connGate
+	auth        atomic.Pointer[authRules] // nil: no auth file
 	// requireClientCert is set when the TLS config verifies client
 	// certificates: registrations then need a SAN covering the name.
 	requireClientCert bool
