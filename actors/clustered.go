@@ -467,16 +467,13 @@ func (e *Engine) registerClustered(ctx context.Context, req RegisterRequest) (*R
 	// before registerLocal: the directory holds their Notifies until then.
 	e.send(e.directory, &expectMsg{name: req.Name, id: req.id})
 	err := c.publish(ctx, pub)
-	if err != nil && !errors.Is(err, cluster.ErrReplacedGone) {
-		e.send(e.directory, &expectMsg{name: req.Name, id: req.id, done: true})
-	}
 	if errors.Is(err, cluster.ErrReplacedGone) {
 		// The old registration is gone already: a plain registration.
 		pub.Replaces = ""
 		err = c.publish(ctx, pub)
-		if err != nil {
-			e.send(e.directory, &expectMsg{name: req.Name, id: req.id, done: true})
-		}
+	}
+	if err != nil {
+		e.send(e.directory, &expectMsg{name: req.Name, id: req.id, done: true})
 	}
 	switch {
 	case err == nil:

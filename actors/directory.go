@@ -66,7 +66,7 @@ func (d *directory) Receive(ctx actor.Context) {
 		d.expect(ctx, m)
 	case *registerMsg:
 		pid := d.register(ctx, m)
-		if x := d.expected[m.req.id]; x != nil && !m.req.id.IsZero() {
+		if x := d.expected[m.req.id]; x != nil {
 			delete(d.expected, m.req.id)
 			d.release(ctx, x, pid)
 		}

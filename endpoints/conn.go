@@ -19,12 +19,11 @@ type Conn struct {
 
 	// hasHead is set while Read has something to do before the socket:
 	// bytes in head, or an early dial's answer to read (or its refusal).
-	hasHead   atomic.Bool
-	mu        sync.Mutex    // guards head, answer and answerErr
-	head      []byte        // bytes that arrived behind the 101
-	answer    *bufio.Reader // an early dial's answer, still to read (WithEarlyData)
-	answerErr error         // the early dial's refusal, returned by every Read
-	refused   atomic.Bool   // answerErr is set: writes return it too
+	hasHead atomic.Bool
+	mu      sync.Mutex            // guards head and answer
+	head    []byte                // bytes that arrived behind the 101
+	answer  *bufio.Reader         // an early dial's answer, still to read (WithEarlyData)
+	refused atomic.Pointer[error] // the early dial's refusal, returned by every Read and write
 }
 
 func newConn(c net.Conn, head []byte, remote net.Addr, name, clientName string) *Conn {
@@ -103,17 +102,10 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 // Write writes p to the socket; once a Read has met an early dial's
 // refusal, it returns that refusal instead.
 func (c *Conn) Write(p []byte) (int, error) {
-	if c.refused.Load() {
-		return 0, c.refusal()
+	if err := c.refused.Load(); err != nil {
+		return 0, *err
 	}
 	return c.Conn.Write(p)
-}
-
-// refusal returns the early dial's refusal, once refused is set.
-func (c *Conn) refusal() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.answerErr
 }
 
 // ReadFrom copies r to the socket until EOF. It is what io.Copy(c, r)
@@ -121,8 +113,8 @@ func (c *Conn) refusal() error {
 // which writes its head first) and the socket to the relay is TCP, the
 // bytes move with splice(2).
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if c.refused.Load() {
-		return 0, c.refusal()
+	if err := c.refused.Load(); err != nil {
+		return 0, *err
 	}
 	return io.Copy(c.Conn, r)
 }

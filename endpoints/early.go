@@ -30,29 +30,29 @@ func earlyDial(ctx context.Context, conn net.Conn, r relay, name, clientName str
 }
 
 // awaitAnswer reads the relay's answer to an early dial, once, with c.mu
-// held. A 101 leaves the bytes behind it in c.head; a refusal is kept and
-// returned to this Read and every one after it, and to writes from then
-// on. A read that meets the
-// conn's deadline returns the timeout and leaves the answer to the next
-// Read, which goes on from the bytes already buffered.
+// held. A 101 leaves the bytes behind it in c.head; a refusal is kept in
+// c.refused and returned to this Read, every Read after it and every
+// write from then on. A read that meets the conn's deadline returns the
+// timeout and leaves the answer to the next Read, which goes on from the
+// bytes already buffered.
 func (c *Conn) awaitAnswer() error {
-	if c.answerErr != nil {
-		return c.answerErr
+	if err := c.refused.Load(); err != nil {
+		return *err
 	}
 	if c.answer == nil {
 		return nil
 	}
 	u, err := readUpgrade(context.Background(), c.answer, "dial", c.name)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	c.answer.Reset(nil)
 	upgradeReaders.Put(c.answer)
 	c.answer = nil
 	if err != nil {
-		c.answerErr = fmt.Errorf("endpoints: dial %q: %w", c.name, err)
-		c.refused.Store(true)
-		return c.answerErr
+		err = fmt.Errorf("endpoints: dial %q: %w", c.name, err)
+		c.refused.Store(&err)
+		return err
 	}
 	c.head = u.head
 	return nil

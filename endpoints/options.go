@@ -138,13 +138,14 @@ func WithWarmPool(k int) Option {
 // is the error of the first Read (or WriteTo), of every Read after it and
 // of every write from then on: a *RelayError wrapped as "endpoints: dial
 // NAME: ...", as Dial would have returned it, and the dialer does not move
-// to the next relay. What was written before it is lost. The wait for the answer is bounded by the
-// conn's read deadline, not by the dial's timeout: a Read that times out
-// before the answer came returns the timeout, and the next Read goes on
-// waiting. For an MTLS dial the handshake's first message goes behind the
-// request, and its first read is the one that meets a refusal: that is
-// still DialContext's error, under its "tls handshake:" wrap, without a
-// move to the next relay. The option has no effect on listeners.
+// to the next relay. What was written before it is lost. The wait for the
+// answer is bounded by the conn's read deadline, not by the dial's
+// timeout: a Read that times out before the answer came returns the
+// timeout, and the next Read goes on waiting. For an MTLS dial the
+// handshake's first message goes behind the request, and its first read
+// is the one that meets a refusal: that is still DialContext's error,
+// under its "tls handshake:" wrap, without a move to the next relay. The
+// option has no effect on listeners.
 func WithEarlyData() Option {
 	return func(o *options) { o.earlyData = true }
 }
